@@ -1,0 +1,156 @@
+//! `fetch-recording`: download a finished call's recording with the provider's
+//! credentials, store it under a deterministic key, record its size and
+//! checksum, and enqueue `transcribe` in the transaction that marks it stored.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+
+use crate::ports::{Provider, RecordingSource};
+use crate::queue::{EnqueueOptions, Job, JobContext, JobError, RetryPolicy, enqueue, enqueue_with};
+use crate::transcribe::Transcribe;
+
+/// A recording as a provider webhook announced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingRef {
+    pub provider: Provider,
+    pub call_sid: String,
+    /// Twilio `RecordingSid`; Exotel has none, so pass its `CallSid`.
+    pub recording_sid: String,
+    /// Twilio `RecordingUrl` (no extension) or Exotel `RecordingUrl`.
+    pub url: String,
+    /// Twilio `RecordingDuration`, when given.
+    pub duration_seconds: Option<i32>,
+    /// The customer's number in E.164, which the lead is keyed on.
+    pub customer_phone: Option<String>,
+}
+
+/// Records `recording` (a repeat fills in what was missing) and enqueues its
+/// `fetch-recording` job on `conn`, deduped by recording sid. Returns the job
+/// id, or `None` when the recording was announced before.
+pub async fn request_fetch(conn: &mut PgConnection, recording: &RecordingRef) -> Result<Option<String>, sqlx::Error> {
+    let recording_id: i64 = sqlx::query_scalar(
+        "INSERT INTO recordings (provider, call_sid, recording_sid, source_url, duration_seconds, customer_phone)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (recording_sid) DO UPDATE SET
+            duration_seconds = COALESCE(recordings.duration_seconds, EXCLUDED.duration_seconds),
+            customer_phone = COALESCE(recordings.customer_phone, EXCLUDED.customer_phone)
+         RETURNING id",
+    )
+    .bind(recording.provider)
+    .bind(&recording.call_sid)
+    .bind(&recording.recording_sid)
+    .bind(&recording.url)
+    .bind(recording.duration_seconds)
+    .bind(&recording.customer_phone)
+    .fetch_one(&mut *conn)
+    .await?;
+    let dedupe = EnqueueOptions::deduped(format!("recording:{}", recording.recording_sid));
+    enqueue_with(conn, &FetchRecording { recording_id }, dedupe).await
+}
+
+/// `{provider}/{CallSid}/{RecordingSid}.{ext}`: a retry overwrites, never duplicates.
+/// Sids are checked to be plain tokens, so a key never escapes its prefix.
+pub fn storage_key(provider: Provider, call_sid: &str, recording_sid: &str, extension: &str) -> Result<String, String> {
+    let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    for (what, value) in [("call sid", call_sid), ("recording sid", recording_sid), ("extension", extension)] {
+        if !plain(value) {
+            return Err(format!("{what} {value:?} is not a plain token; refusing to build a storage key from it"));
+        }
+    }
+    let provider = match provider {
+        Provider::Twilio => "twilio",
+        Provider::Exotel => "exotel",
+    };
+    Ok(format!("{provider}/{call_sid}/{recording_sid}.{extension}"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchRecording {
+    pub recording_id: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Pending {
+    provider: Provider,
+    call_sid: String,
+    recording_sid: String,
+    source_url: String,
+    status: String,
+}
+
+impl Job for FetchRecording {
+    const KIND: &'static str = "fetch-recording";
+
+    /// A recording is often not ready just after the callback (404): start at
+    /// 10 s and keep trying for about an hour.
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 10,
+            initial_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(900),
+            ..RetryPolicy::default()
+        }
+    }
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        let recording: Pending = sqlx::query_as(
+            "SELECT provider, call_sid, recording_sid, source_url, status FROM recordings WHERE id = $1",
+        )
+        .bind(self.recording_id)
+        .fetch_optional(&ctx.pool)
+        .await?
+        .ok_or_else(|| JobError::permanent(format!("recording {} does not exist", self.recording_id)))?;
+        if recording.status == "stored" {
+            return Ok(());
+        }
+        let source = RecordingSource { provider: recording.provider, url: recording.source_url };
+        let downloaded = ctx.ports.recording_fetcher()?.download(&source).await?;
+        let key = storage_key(recording.provider, &recording.call_sid, &recording.recording_sid, &downloaded.extension)
+            .map_err(JobError::permanent)?;
+        let bytes = downloaded.body.len() as i64;
+        ctx.ports.recordings()?.put(&key, downloaded.body, &downloaded.content_type).await?;
+
+        let mut tx = ctx.pool.begin().await?;
+        let stored = sqlx::query(
+            "UPDATE recordings
+             SET status = 'stored', storage_key = $2, content_type = $3, bytes = $4, sha256 = $5, stored_at = now()
+             WHERE id = $1 AND status = 'pending'",
+        )
+        .bind(self.recording_id)
+        .bind(&key)
+        .bind(&downloaded.content_type)
+        .bind(bytes)
+        .bind(&downloaded.sha256)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if stored && ctx.ports.pipeline.auto_transcribe {
+            enqueue(&mut tx, &Transcribe { recording_id: self.recording_id }).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(call_sid = %recording.call_sid, %key, bytes, "recording stored");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_key_is_deterministic_per_provider_call_and_recording() {
+        let key = storage_key(Provider::Twilio, "CA123", "RE456", "mp3").unwrap();
+        assert_eq!(key, "twilio/CA123/RE456.mp3");
+        assert_eq!(storage_key(Provider::Exotel, "abc-1", "abc-1", "wav").unwrap(), "exotel/abc-1/abc-1.wav");
+    }
+
+    #[test]
+    fn storage_key_refuses_sids_that_could_escape_the_prefix() {
+        assert!(storage_key(Provider::Twilio, "../etc", "RE1", "mp3").is_err());
+        assert!(storage_key(Provider::Twilio, "CA1", "RE/1", "mp3").is_err());
+        assert!(storage_key(Provider::Twilio, "CA1", "RE1", "").is_err());
+    }
+}

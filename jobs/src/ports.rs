@@ -1,0 +1,239 @@
+//! The outside world as the handlers see it: one field per port (telephony
+//! provider, recording store, transcriber, analyzer, CRM sink), implemented in
+//! the `switchboard` crate so that no handler imports an HTTP or SDK client.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::queue::JobError;
+
+/// What a port call returns; boxed so ports can be trait objects.
+pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, PortError>> + Send + 'a>>;
+
+/// A port's failure, classified by what retrying would do.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PortError {
+    /// Worth retrying (timeouts, 5xx, 429 rate limits), after `retry_after` if the other side said.
+    #[error("{message}")]
+    Transient { message: String, retry_after: Option<Duration> },
+    /// Retrying cannot help (bad credentials, a 4xx about the request itself).
+    #[error("{message}")]
+    Permanent { message: String },
+}
+
+impl From<PortError> for JobError {
+    fn from(error: PortError) -> Self {
+        match error {
+            PortError::Transient { message, retry_after: Some(after) } => JobError::retry_after(message, after),
+            PortError::Transient { message, retry_after: None } => JobError::retry(message),
+            PortError::Permanent { message } => JobError::permanent(message),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum Provider {
+    Twilio,
+    Exotel,
+}
+
+/// A call for the provider to place. Twilio: `To` is dialled and runs `twiml`.
+/// Exotel Connect: `from` (the agent) is dialled first, then `to`, both
+/// seeing `caller_id` (the ExoPhone), so neither sees the other's number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundCall {
+    pub provider: Provider,
+    /// The first leg (agent) for Exotel Connect; ignored by Twilio.
+    pub from: Option<String>,
+    pub to: String,
+    /// Our number shown to the callee (Twilio `From`, Exotel `CallerId`).
+    pub caller_id: String,
+    /// Twilio only: what the answered leg does.
+    pub twiml: Option<String>,
+    /// Echoed back in status callbacks (Exotel `CustomField`, a Twilio callback query parameter).
+    pub custom_field: Option<String>,
+    pub status_callback: String,
+    pub record: bool,
+}
+
+/// The provider's id for a call it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedCall {
+    pub call_sid: String,
+}
+
+/// Places calls through the provider's REST API. Not idempotent: callers
+/// record their attempt before calling.
+pub trait Telephony: Send + Sync {
+    fn place_call<'a>(&'a self, call: &'a OutboundCall) -> PortFuture<'a, PlacedCall>;
+
+    /// Points a live call at new instructions (Twilio: the TwiML at `url`; a
+    /// path is joined to our public base URL). Providers without it refuse.
+    fn redirect_call<'a>(&'a self, call_sid: &'a str, url: &'a str) -> PortFuture<'a, ()> {
+        let _ = (call_sid, url);
+        Box::pin(async { Err(PortError::Permanent { message: "this provider cannot redirect a live call".into() }) })
+    }
+}
+
+/// Our side of outbound calls: the provider that places them, the number both
+/// parties see (Twilio number or ExoPhone) and where status callbacks go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundLine {
+    pub provider: Provider,
+    pub caller_id: String,
+    pub status_callback: String,
+}
+
+/// What time it is for handlers that apply wall-clock rules (the calling
+/// window); the system clock unless a test sets its own.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// Where recordings live (S3 or a local directory). Keys are deterministic, so
+/// a second `put` of the same key overwrites.
+pub trait RecordingStore: Send + Sync {
+    fn put<'a>(&'a self, key: &'a str, body: Vec<u8>, content_type: &'a str) -> PortFuture<'a, ()>;
+    fn get<'a>(&'a self, key: &'a str) -> PortFuture<'a, Vec<u8>>;
+    /// A time-limited URL anyone can GET, or `None` when the store serves the
+    /// bytes itself (a local directory).
+    fn presigned_url<'a>(&'a self, key: &'a str) -> PortFuture<'a, Option<String>>;
+}
+
+/// A recording as the provider's callback named it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingSource {
+    pub provider: Provider,
+    pub url: String,
+}
+
+/// A downloaded recording.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Downloaded {
+    pub body: Vec<u8>,
+    pub content_type: String,
+    /// The file extension the key gets (`mp3`, `wav`).
+    pub extension: String,
+    /// Lowercase hex SHA-256 of `body`, computed while streaming.
+    pub sha256: String,
+}
+
+/// Downloads recordings with the provider's credentials, within a size limit.
+pub trait RecordingFetcher: Send + Sync {
+    fn download<'a>(&'a self, source: &'a RecordingSource) -> PortFuture<'a, Downloaded>;
+}
+
+/// Audio to transcribe; `filename` carries the extension the API needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audio {
+    pub body: Vec<u8>,
+    pub filename: String,
+}
+
+/// What speech-to-text gave back. `language`, `duration_seconds` and
+/// `segments` are absent for models that answer plain `json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcription {
+    pub text: String,
+    pub language: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub segments: Option<serde_json::Value>,
+    pub model: String,
+    pub request_id: Option<String>,
+}
+
+pub trait Transcriber: Send + Sync {
+    fn transcribe<'a>(&'a self, audio: Audio) -> PortFuture<'a, Transcription>;
+}
+
+/// A language model's structured answer about a transcript, before validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extraction {
+    /// The JSON text the model produced (already checked for refusal and truncation).
+    pub json: String,
+    pub model: String,
+    pub request_id: Option<String>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// Estimated from the configured prices, in millionths of a US dollar.
+    pub cost_micro_usd: i64,
+}
+
+/// What to extract from a transcript: instructions and a strict JSON schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractionRequest<'a> {
+    pub system_prompt: &'a str,
+    pub transcript: &'a str,
+    pub schema_name: &'a str,
+    pub schema: serde_json::Value,
+}
+
+/// A language model answering in JSON that follows a schema. A refusal or a
+/// truncated answer is a transient error (a retry may do better).
+pub trait Analyzer: Send + Sync {
+    fn extract<'a>(&'a self, request: &'a ExtractionRequest<'a>) -> PortFuture<'a, Extraction>;
+}
+
+/// Pushes a lead to the customer's CRM. The receiver dedupes on `delivery_id`.
+pub trait CrmSink: Send + Sync {
+    fn deliver<'a>(&'a self, delivery_id: &'a str, lead: &'a serde_json::Value) -> PortFuture<'a, ()>;
+}
+
+/// Every port a handler may call. Built once per worker process.
+#[derive(Default, Clone)]
+pub struct Ports {
+    pub telephony: Option<Arc<dyn Telephony>>,
+    pub outbound_line: Option<OutboundLine>,
+    pub clock: Option<Arc<dyn Clock>>,
+    pub recordings: Option<Arc<dyn RecordingStore>>,
+    pub recording_fetcher: Option<Arc<dyn RecordingFetcher>>,
+    pub transcriber: Option<Arc<dyn Transcriber>>,
+    pub analyzer: Option<Arc<dyn Analyzer>>,
+    /// `None` when no CRM is configured: leads stay in our database only.
+    pub crm: Option<Arc<dyn CrmSink>>,
+    /// Switches and thresholds of the after-call chain.
+    pub pipeline: crate::pipeline::PipelineSettings,
+}
+
+impl Ports {
+    /// The telephony port, or a permanent error saying it is not configured.
+    pub fn telephony(&self) -> Result<&dyn Telephony, JobError> {
+        self.telephony
+            .as_deref()
+            .ok_or_else(|| JobError::permanent("no telephony provider configured (set TWILIO_* or EXOTEL_*)"))
+    }
+
+    /// The outbound line, or a permanent error saying it is not configured.
+    pub fn outbound_line(&self) -> Result<&OutboundLine, JobError> {
+        self.outbound_line.as_ref().ok_or_else(|| {
+            JobError::permanent("no outbound line configured (set OUTBOUND_PROVIDER and OUTBOUND_CALLER_ID)")
+        })
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.as_ref().map_or_else(Utc::now, |clock| clock.now())
+    }
+
+    pub fn recordings(&self) -> Result<&dyn RecordingStore, JobError> {
+        self.recordings.as_deref().ok_or_else(|| JobError::permanent("no recording store configured"))
+    }
+
+    pub fn recording_fetcher(&self) -> Result<&dyn RecordingFetcher, JobError> {
+        self.recording_fetcher.as_deref().ok_or_else(|| JobError::permanent("no recording fetcher configured"))
+    }
+
+    pub fn transcriber(&self) -> Result<&dyn Transcriber, JobError> {
+        self.transcriber.as_deref().ok_or_else(|| JobError::permanent("no transcriber configured (set OPENAI_API_KEY)"))
+    }
+
+    pub fn analyzer(&self) -> Result<&dyn Analyzer, JobError> {
+        self.analyzer.as_deref().ok_or_else(|| JobError::permanent("no analyzer configured (set OPENAI_API_KEY)"))
+    }
+}

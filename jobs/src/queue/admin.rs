@@ -1,0 +1,240 @@
+//! The operator's view of `apalis.jobs`: list, show with every error, replay,
+//! discard and stats, in the states operators reason in.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+/// A job's state as operators see it, derived from apalis's columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting to run now.
+    Pending,
+    /// Waiting for a later `run_at` (first run or snoozed).
+    Scheduled,
+    /// Claimed by a worker.
+    Running,
+    /// Failed, with attempts left; runs again at `run_at`.
+    Retrying,
+    /// Out of attempts or failed permanently; kept until replayed or discarded.
+    Dead,
+    Done,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 6] =
+        [Self::Pending, Self::Scheduled, Self::Running, Self::Retrying, Self::Dead, Self::Done];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Scheduled => "scheduled",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Dead => "dead",
+            Self::Done => "done",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s).ok_or_else(|| {
+            format!("unknown state {s:?}; expected one of pending, scheduled, running, retrying, dead, done")
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct JobSummary {
+    pub id: String,
+    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub state: StateName,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub run_at: DateTime<Utc>,
+    pub done_at: Option<DateTime<Utc>>,
+    pub worker: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// A state name read back from SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StateName(pub JobState);
+
+impl TryFrom<String> for StateName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse().map(StateName)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ErrorEntry {
+    pub attempt: i32,
+    pub outcome: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub summary: JobSummary,
+    pub payload: serde_json::Value,
+    pub errors: Vec<ErrorEntry>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub state: Option<JobState>,
+    pub kind: Option<String>,
+    /// Only jobs whose last activity (finish, or planned run) is this recent.
+    pub since: Option<Duration>,
+    pub limit: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryWithPayload {
+    #[sqlx(flatten)]
+    summary: JobSummary,
+    job: Vec<u8>,
+}
+
+pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<JobSummary>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, kind, state, attempts, max_attempts, run_at, done_at, worker, last_error FROM job_overview
+         WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR kind = $2)
+           AND ($3::float8 IS NULL OR COALESCE(done_at, run_at) >= now() - make_interval(secs => $3))
+         ORDER BY COALESCE(done_at, run_at) DESC, id DESC LIMIT $4",
+    )
+    .bind(filter.state.map(JobState::as_str))
+    .bind(&filter.kind)
+    .bind(filter.since.map(|d| d.as_secs_f64()))
+    .bind(filter.limit)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn show(pool: &PgPool, id: &str) -> Result<Option<JobDetail>, sqlx::Error> {
+    let row = sqlx::query_as::<_, SummaryWithPayload>(
+        "SELECT id, kind, state, attempts, max_attempts, run_at, done_at, worker, last_error, job FROM job_overview WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    let Some(SummaryWithPayload { summary, job: payload }) = row else {
+        return Ok(None);
+    };
+    let payload = serde_json::from_slice(&payload)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&payload).into_owned()));
+    let errors =
+        sqlx::query_as("SELECT attempt, outcome, message, at FROM job_errors WHERE job_id = $1 ORDER BY at, id")
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+    Ok(Some(JobDetail { summary, payload, errors }))
+}
+
+/// Ids of the jobs matching a filter (for bulk replay).
+pub async fn matching_ids(pool: &PgPool, filter: &ListFilter) -> Result<Vec<String>, sqlx::Error> {
+    Ok(list(pool, filter).await?.into_iter().map(|j| j.id).collect())
+}
+
+/// Back to pending now with attempts reset, for every listed job not running.
+/// Returns the jobs as they were before, for the ones that changed.
+pub async fn replay(pool: &PgPool, ids: &[String]) -> Result<Vec<JobSummary>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let before: Vec<JobSummary> = sqlx::query_as(
+        "SELECT id, kind, state, attempts, max_attempts, run_at, done_at, worker, last_error FROM job_overview
+         WHERE id IN (SELECT id FROM apalis.jobs WHERE id = ANY($1) AND status NOT IN ('Queued', 'Running') FOR UPDATE)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let changed: Vec<&str> = before.iter().map(|j| j.id.as_str()).collect();
+    sqlx::query(
+        "WITH replayed AS (
+            UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(), lock_by = NULL,
+                   lock_at = NULL, done_at = NULL, last_result = NULL
+            WHERE id = ANY($1) RETURNING id, job_type)
+         INSERT INTO job_errors (job_id, attempt, outcome, message)
+         SELECT id, 0, 'replayed', 'replayed by an operator' FROM replayed",
+    )
+    .bind(&changed)
+    .execute(&mut *tx)
+    .await?;
+    // NOTIFY fires on insert only: wake the workers ourselves.
+    sqlx::query(
+        "SELECT pg_notify('apalis::job::insert', json_build_object('job_type', job_type, 'id', min(id))::text)
+         FROM apalis.jobs WHERE id = ANY($1) GROUP BY job_type",
+    )
+    .bind(&changed)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(before)
+}
+
+/// Deletes the listed jobs unless running; returns the ids deleted.
+pub async fn discard(pool: &PgPool, ids: &[String]) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM apalis.jobs WHERE id = ANY($1) AND status NOT IN ('Queued', 'Running') RETURNING id",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct KindStateCount {
+    pub kind: String,
+    pub state: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub counts: Vec<KindStateCount>,
+    pub oldest_pending_age_s: Option<f64>,
+    pub finished_last_5m: i64,
+}
+
+pub async fn stats(pool: &PgPool) -> Result<Stats, sqlx::Error> {
+    let counts = sqlx::query_as("SELECT kind, state, count(*) AS count FROM job_overview GROUP BY 1, 2 ORDER BY 1, 2")
+        .fetch_all(pool)
+        .await?;
+    let (oldest_pending_age_s, finished_last_5m): (Option<f64>, i64) = sqlx::query_as(
+        "SELECT (SELECT extract(epoch FROM now() - min(run_at))::float8 FROM apalis.jobs
+                 WHERE status = 'Pending' AND run_at <= now()),
+                (SELECT count(*) FROM apalis.jobs WHERE status = 'Done' AND done_at > now() - interval '5 minutes')",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Stats { counts, oldest_pending_age_s, finished_last_5m })
+}
+
+/// The listed jobs that exist, in the same shape as [`list`].
+pub async fn list_by_ids(pool: &PgPool, ids: &[String]) -> Result<Vec<JobSummary>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, kind, state, attempts, max_attempts, run_at, done_at, worker, last_error FROM job_overview
+         WHERE id = ANY($1) AND state <> 'running' ORDER BY id",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}

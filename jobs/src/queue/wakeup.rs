@@ -1,0 +1,105 @@
+//! Prompt pickup: one LISTEN connection per process turns apalis's insert
+//! NOTIFY into a wakeup for the worker of that kind, and a poll interval wakes
+//! every worker anyway, for scheduled and retried jobs (which never notify).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use backoff::backoff::Backoff;
+use futures::Stream;
+use serde::Deserialize;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::mpsc;
+
+const CHANNEL: &str = "apalis::job::insert";
+
+/// The wakeup senders of the workers currently running, by kind.
+#[derive(Clone, Default)]
+pub struct Wakeups {
+    senders: Arc<Mutex<HashMap<String, mpsc::Sender<()>>>>,
+}
+
+impl Wakeups {
+    /// A wakeup stream for the worker of `kind`, replacing any earlier one.
+    pub fn subscribe(&self, kind: &str, poll_interval: Duration) -> WakeupStream {
+        let (tx, rx) = mpsc::channel(1);
+        self.senders.lock().expect("wakeups lock").insert(kind.to_owned(), tx);
+        let mut tick = tokio::time::interval(poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        WakeupStream { rx, tick }
+    }
+
+    /// Wake the worker of `kind`; a wakeup already pending absorbs this one.
+    pub fn wake(&self, kind: &str) {
+        if let Some(tx) = self.senders.lock().expect("wakeups lock").get(kind) {
+            let _ = tx.try_send(());
+        }
+    }
+
+    fn wake_all(&self) {
+        for tx in self.senders.lock().expect("wakeups lock").values() {
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// Listens until the task is dropped, reconnecting with backoff when the
+    /// connection is lost (and waking everyone after, in case we missed a NOTIFY).
+    pub async fn listen(self, pool: PgPool) {
+        let mut retry = backoff::ExponentialBackoff {
+            max_elapsed_time: None,
+            max_interval: Duration::from_secs(10),
+            ..Default::default()
+        };
+        loop {
+            match self.listen_once(&pool, &mut retry).await {
+                Ok(()) => return,
+                Err(e) => {
+                    let wait = retry.next_backoff().unwrap_or(Duration::from_secs(10));
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "job listener lost its connection");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn listen_once(&self, pool: &PgPool, retry: &mut backoff::ExponentialBackoff) -> Result<(), sqlx::Error> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.ignore_pool_close_event(false);
+        listener.listen(CHANNEL).await?;
+        retry.reset();
+        self.wake_all();
+        loop {
+            let Some(notification) = listener.try_recv().await? else {
+                return Err(sqlx::Error::PoolClosed);
+            };
+            #[derive(Deserialize)]
+            struct Inserted<'a> {
+                job_type: &'a str,
+            }
+            if let Ok(inserted) = serde_json::from_str::<Inserted>(notification.payload()) {
+                self.wake(inserted.job_type);
+            }
+        }
+    }
+}
+
+/// Yields when a job of this kind was inserted or the poll interval elapsed.
+pub struct WakeupStream {
+    rx: mpsc::Receiver<()>,
+    tick: tokio::time::Interval,
+}
+
+impl Stream for WakeupStream {
+    type Item = ();
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<()>> {
+        if let Poll::Ready(Some(())) = self.rx.poll_recv(cx) {
+            return Poll::Ready(Some(()));
+        }
+        self.tick.poll_tick(cx).map(|_| Some(()))
+    }
+}

@@ -1,0 +1,200 @@
+//! `switchboard bench intake`: signed Twilio status webhooks driven at a
+//! running web process at rising concurrency (requests/s, p50/p99 latency, the
+//! web's RSS), beside pgbench running the same inserts in one transaction per
+//! webhook: the database's own ceiling at the same concurrency. Run it with
+//! the web's environment (`DATABASE_URL`, `TWILIO_*`, `PUBLIC_BASE_URL`)
+//! against a database meant for benchmarks: every request stores a new call.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+
+use crate::config::{DatabaseConfig, TwilioConfig};
+use crate::providers::twilio::RequestValidator;
+
+#[derive(Debug, Args)]
+pub struct IntakeArgs {
+    /// The running web process.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Concurrent clients, one level after another.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,32")]
+    concurrency: Vec<usize>,
+    /// How long each level runs.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// The web process's pid, to report its resident memory after each level.
+    #[arg(long)]
+    web_pid: Option<u32>,
+    /// Skip the pgbench comparison.
+    #[arg(long)]
+    no_pgbench: bool,
+}
+
+/// One level's outcome.
+struct Level {
+    concurrency: usize,
+    ok: usize,
+    failed: usize,
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    rss_kib: Option<u64>,
+    pgbench_tps: Option<f64>,
+}
+
+pub async fn run(args: IntakeArgs) -> anyhow::Result<()> {
+    let twilio = TwilioConfig::from_env()?.context("set TWILIO_AUTH_TOKEN (and the web's other TWILIO_* settings)")?;
+    let database_url = DatabaseConfig::from_env()?.url;
+    let mut levels = Vec::new();
+    for &concurrency in &args.concurrency {
+        let mut level = drive(&args.url, &twilio, concurrency, args.duration).await?;
+        level.rss_kib = args.web_pid.and_then(resident_kib);
+        if !args.no_pgbench {
+            level.pgbench_tps = Some(pgbench(&database_url, concurrency, args.duration).await?);
+        }
+        levels.push(level);
+    }
+    println!("{}", report(&levels));
+    Ok(())
+}
+
+/// `concurrency` clients posting signed, always-new status webhooks for `duration`.
+async fn drive(url: &str, twilio: &TwilioConfig, concurrency: usize, duration: Duration) -> anyhow::Result<Level> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let target = format!("{}/webhooks/twilio/status", url.trim_end_matches('/'));
+    let signed_url = format!("{}/webhooks/twilio/status", twilio.public_base_url);
+    let validator = Arc::new(RequestValidator::new(&twilio.auth_token));
+    let next_call = Arc::new(AtomicU64::new(rand::random::<u32>() as u64 * 1_000_000));
+    let started = Instant::now();
+    let clients = (0..concurrency).map(|_| {
+        let (client, target, signed_url) = (client.clone(), target.clone(), signed_url.clone());
+        let (validator, next_call) = (validator.clone(), next_call.clone());
+        tokio::spawn(async move {
+            let (mut latencies, mut failed) = (Vec::new(), 0usize);
+            while started.elapsed() < duration {
+                let sid = format!("CA{:032x}", next_call.fetch_add(1, Ordering::Relaxed));
+                let params: Vec<(String, String)> =
+                    [("CallSid", sid.as_str()), ("CallStatus", "completed"), ("SequenceNumber", "0")]
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                let signature = validator.signature(&signed_url, &params);
+                let sent = Instant::now();
+                let response = client.post(&target).header("X-Twilio-Signature", signature).form(&params).send().await;
+                match response {
+                    Ok(r) if r.status().is_success() => latencies.push(sent.elapsed()),
+                    _ => failed += 1,
+                }
+            }
+            (latencies, failed)
+        })
+    });
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for finished in futures::future::join_all(clients).await {
+        let (mine, my_failures) = finished?;
+        latencies.extend(mine);
+        failed += my_failures;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let percentile =
+        |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied();
+    Ok(Level {
+        concurrency,
+        ok: latencies.len(),
+        failed,
+        per_second: latencies.len() as f64 / elapsed,
+        p50: percentile(0.50).unwrap_or_default(),
+        p99: percentile(0.99).unwrap_or_default(),
+        rss_kib: None,
+        pgbench_tps: None,
+    })
+}
+
+/// What the status webhook writes, as one pgbench transaction.
+const PGBENCH_SCRIPT: &str = r#"\set n random(1, 2000000000)
+BEGIN;
+INSERT INTO webhook_events (provider, endpoint, dedupe_key, call_sid, headers, query, body)
+  VALUES ('twilio', 'status', 'pgbench:' || :client_id || ':' || :n || ':0', 'PB' || :client_id || 'x' || :n,
+          '{"content-type": "application/x-www-form-urlencoded"}', '', 'CallSid=PB&CallStatus=completed&SequenceNumber=0')
+  ON CONFLICT (provider, dedupe_key) DO NOTHING;
+INSERT INTO calls (provider, call_sid, direction, status) VALUES ('twilio', 'PB' || :client_id || 'x' || :n, 'inbound', 'completed')
+  ON CONFLICT (provider, call_sid) DO UPDATE SET from_number = COALESCE(calls.from_number, EXCLUDED.from_number);
+UPDATE calls SET status = 'completed', last_sequence = 0, ended_at = now(), updated_at = now()
+  WHERE provider = 'twilio' AND call_sid = 'PB' || :client_id || 'x' || :n AND 0 > last_sequence;
+WITH released AS (UPDATE calls SET agent_released_at = now()
+    WHERE provider = 'twilio' AND call_sid = 'PB' || :client_id || 'x' || :n AND agent_id IS NOT NULL AND agent_released_at IS NULL
+    RETURNING agent_id)
+  UPDATE agents SET current_calls = current_calls - 1 FROM released WHERE agents.id = released.agent_id;
+COMMIT;
+"#;
+
+/// pgbench's transactions per second for the script at `clients` clients.
+async fn pgbench(database_url: &str, clients: usize, duration: Duration) -> anyhow::Result<f64> {
+    let script = tempfile_path()?;
+    tokio::fs::write(&script, PGBENCH_SCRIPT).await?;
+    let output = tokio::process::Command::new("pgbench")
+        .args(["-n", "-f"])
+        .arg(&script)
+        .args(["-c", &clients.to_string(), "-j", &clients.min(8).to_string()])
+        .args(["-T", &duration.as_secs().max(1).to_string()])
+        .arg(database_url)
+        .output()
+        .await
+        .context("pgbench could not be started (is it installed?)")?;
+    let _ = tokio::fs::remove_file(&script).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("pgbench failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = ").and_then(|rest| rest.split_whitespace().next()?.parse().ok()))
+        .with_context(|| format!("no tps in pgbench's output:\n{stdout}"))
+}
+
+fn tempfile_path() -> anyhow::Result<std::path::PathBuf> {
+    Ok(std::env::temp_dir().join(format!("switchboard-intake-{}.sql", std::process::id())))
+}
+
+/// `VmRSS` of `pid`, in KiB (Linux).
+fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+fn report(levels: &[Level]) -> Table {
+    let mut table = Table::new();
+    table.load_style(UTF8_FULL_CONDENSED).set_header([
+        "clients",
+        "ok",
+        "failed",
+        "requests/s",
+        "p50 ms",
+        "p99 ms",
+        "pgbench tps",
+        "web/pgbench",
+        "web RSS MiB",
+    ]);
+    for level in levels {
+        let ratio = level.pgbench_tps.map(|tps| format!("{:.0}%", 100.0 * level.per_second / tps));
+        table.add_row([
+            level.concurrency.to_string(),
+            level.ok.to_string(),
+            level.failed.to_string(),
+            format!("{:.0}", level.per_second),
+            format!("{:.2}", level.p50.as_secs_f64() * 1000.0),
+            format!("{:.2}", level.p99.as_secs_f64() * 1000.0),
+            level.pgbench_tps.map_or_else(|| "-".into(), |tps| format!("{tps:.0}")),
+            ratio.unwrap_or_else(|| "-".into()),
+            level.rss_kib.map_or_else(|| "-".into(), |kib| format!("{:.1}", kib as f64 / 1024.0)),
+        ]);
+    }
+    table
+}

@@ -1,0 +1,256 @@
+//! Every environment variable the processes read, documented where it is read.
+//! Missing or malformed values fail at start with a message naming the variable.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/switchboard` | PostgreSQL |
+//! | `DATABASE_MAX_CONNECTIONS` | 10 | pool size per process |
+//! | `PORT` | 8080 | web listen port |
+//! | `API_TOKENS` | (none: API closed) | comma-separated bearer tokens for `/api/*` |
+//! | `BODY_LIMIT_BYTES` | 1048576 | largest request body the web accepts (413 above) |
+//! | `LOG_FORMAT` | `text` | `json` for one JSON object per line |
+//! | `RUST_LOG` | `info` | tracing filter |
+//! | `WORKER_CONCURRENCY` | 10 | jobs running at once, per queue |
+//! | `WORKER_BATCH_SIZE` | 20 | jobs claimed per fetch, per queue |
+//! | `QUEUE_<KIND>_CONCURRENCY`, `QUEUE_<KIND>_BATCH_SIZE` | - | per-queue overrides (`QUEUE_FETCH_RECORDING_CONCURRENCY`) |
+//! | `WORKER_POLL_INTERVAL` | `500ms` | how often idle workers look for scheduled and retried jobs |
+//! | `WORKER_HEARTBEAT` | `5s` | heartbeat; a worker silent for 3 beats is dead and its jobs run elsewhere |
+//! | `SHUTDOWN_GRACE` | `25s` | on SIGTERM, how long running jobs may take to finish |
+//! | `JOB_RETENTION` | `7d` | finished jobs older than this are pruned |
+//! | `JOB_PRUNE_EVERY` | `10m` | how often pruning runs |
+//! | `OUTBOUND_PROVIDER` | (none: scheduled calls cannot be placed) | `twilio` or `exotel`: who places scheduled outbound calls |
+//! | `OUTBOUND_CALLER_ID` | required with `OUTBOUND_PROVIDER` | the number both sides see (Twilio number or ExoPhone) |
+//! | `OUTBOUND_STATUS_CALLBACK` | required with `OUTBOUND_PROVIDER` | absolute URL of the provider status webhook for outbound calls |
+//!
+//! The after-call chain's variables are documented where they are read:
+//! `after_call` (switches), `storage`, `recording_fetch`, `ai` and `crm`.
+//! | `PUBLIC_BASE_URL` | (none) | scheme and host the providers call us at, e.g. `https://switchboard.example.com`: what Twilio signs, and the base of callback URLs we hand out |
+//! | `TWILIO_ACCOUNT_SID` | (none) | account for the REST API (required with `TWILIO_AUTH_TOKEN`) |
+//! | `TWILIO_AUTH_TOKEN` | (none: Twilio webhooks refused, no Twilio calls) | primary auth token: checks `X-Twilio-Signature`, authenticates REST calls |
+//! | `TWILIO_API_BASE` | `https://api.twilio.com` | Twilio's REST API (tests point it at a local fake) |
+//! | `EXOTEL_WEBHOOK_SECRET` | (none: Exotel webhooks refused) | the secret path segment of `/webhooks/exotel/{secret}/...` |
+//! | `EXOTEL_ALLOWED_IPS` | (none: any address) | comma-separated addresses or CIDR blocks Exotel webhooks may come from |
+//! | `EXOTEL_CONNECT_DEADLINE` | `3s` | how long the Connect applet's request waits for an agent before answering "nobody" |
+//! | `EXOTEL_ACCOUNT_SID` | (none: no Exotel calls) | account for Exotel's REST API (requires `EXOTEL_API_KEY` and `EXOTEL_API_TOKEN`) |
+//! | `EXOTEL_API_KEY`, `EXOTEL_API_TOKEN` | (none) | Basic auth for Exotel's REST API (and its recordings) |
+//! | `EXOTEL_API_BASE` | `https://api.exotel.com` | Exotel's REST API (`https://api.in.exotel.com` for Mumbai; tests point it at a local fake) |
+//! | `TRUST_FORWARDED_FOR` | `false` | take the client address from the last `X-Forwarded-For` entry (behind Heroku's router) |
+
+use std::env;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::providers::exotel::IpBlock;
+use anyhow::{Context, anyhow};
+use switchboard_jobs::ports::{OutboundLine, Provider};
+use switchboard_jobs::queue::{QueueLimits, QueueSettings, SupervisorConfig, prune::PruneSchedule};
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/switchboard";
+
+/// The variable's value, or `None` when unset or empty.
+pub fn var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The variable parsed, or `default` when unset; a malformed value is an error naming it.
+#[track_caller]
+pub fn parsed<T: FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(name) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|e| anyhow!("{name}={raw:?} is not valid: {e}")),
+    }
+}
+
+/// A duration such as `500ms`, `25s`, `7d`; `default` when unset.
+pub fn duration(name: &str, default: &str) -> anyhow::Result<Duration> {
+    let raw = var(name).unwrap_or_else(|| default.to_owned());
+    humantime::parse_duration(raw.trim())
+        .with_context(|| format!("{name}={raw:?} is not a duration (try 500ms, 25s, 2h, 7d)"))
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl DatabaseConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            max_connections: parsed("DATABASE_MAX_CONNECTIONS", 10)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub port: u16,
+    pub body_limit_bytes: usize,
+    pub api_tokens: Vec<String>,
+}
+
+impl WebConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let api_tokens = var("API_TOKENS")
+            .map(|raw| raw.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect())
+            .unwrap_or_default();
+        Ok(Self { port: parsed("PORT", 8080)?, body_limit_bytes: parsed("BODY_LIMIT_BYTES", 1024 * 1024)?, api_tokens })
+    }
+}
+
+/// The worker process's settings for `kinds` (per-queue overrides included).
+pub fn supervisor_from_env<'a>(kinds: impl Iterator<Item = &'a str>) -> anyhow::Result<SupervisorConfig> {
+    let defaults =
+        QueueLimits { concurrency: parsed("WORKER_CONCURRENCY", 10)?, batch_size: parsed("WORKER_BATCH_SIZE", 20)? };
+    let mut queues = QueueSettings {
+        poll_interval: duration("WORKER_POLL_INTERVAL", "500ms")?,
+        heartbeat_interval: duration("WORKER_HEARTBEAT", "5s")?,
+        defaults,
+        ..QueueSettings::default()
+    };
+    for kind in kinds {
+        let prefix = format!("QUEUE_{}", kind.to_uppercase().replace('-', "_"));
+        let limits = QueueLimits {
+            concurrency: parsed(&format!("{prefix}_CONCURRENCY"), defaults.concurrency)?,
+            batch_size: parsed(&format!("{prefix}_BATCH_SIZE"), defaults.batch_size)?,
+        };
+        if limits.concurrency == 0 || limits.batch_size == 0 {
+            anyhow::bail!("{prefix}_CONCURRENCY and {prefix}_BATCH_SIZE must be at least 1");
+        }
+        queues.per_kind.insert(kind.to_owned(), limits);
+    }
+    Ok(SupervisorConfig {
+        queues,
+        shutdown_grace: duration("SHUTDOWN_GRACE", "25s")?,
+        pruning: PruneSchedule {
+            retention: duration("JOB_RETENTION", "7d")?,
+            every: duration("JOB_PRUNE_EVERY", "10m")?,
+        },
+    })
+}
+
+/// The line scheduled outbound calls go out on, or `None` when `OUTBOUND_PROVIDER` is unset.
+pub fn outbound_line_from_env() -> anyhow::Result<Option<OutboundLine>> {
+    let Some(provider) = var("OUTBOUND_PROVIDER") else { return Ok(None) };
+    let provider = match provider.trim().to_ascii_lowercase().as_str() {
+        "twilio" => Provider::Twilio,
+        "exotel" => Provider::Exotel,
+        _ => anyhow::bail!("OUTBOUND_PROVIDER={provider:?} is not valid: use twilio or exotel"),
+    };
+    let caller_id =
+        var("OUTBOUND_CALLER_ID").context("OUTBOUND_CALLER_ID is required when OUTBOUND_PROVIDER is set")?;
+    let status_callback = var("OUTBOUND_STATUS_CALLBACK")
+        .context("OUTBOUND_STATUS_CALLBACK is required when OUTBOUND_PROVIDER is set")?;
+    url::Url::parse(&status_callback)
+        .with_context(|| format!("OUTBOUND_STATUS_CALLBACK={status_callback:?} is not an absolute URL"))?;
+    Ok(Some(OutboundLine { provider, caller_id: caller_id.trim().to_owned(), status_callback }))
+}
+
+/// Twilio's account, for signature checks (web) and REST calls (worker).
+#[derive(Debug, Clone)]
+pub struct TwilioConfig {
+    pub account_sid: String,
+    pub auth_token: String,
+    pub api_base: String,
+    /// No trailing slash.
+    pub public_base_url: String,
+}
+
+impl TwilioConfig {
+    /// `None` when `TWILIO_AUTH_TOKEN` is unset; an error naming what is missing otherwise.
+    pub fn from_env() -> anyhow::Result<Option<Self>> {
+        let Some(auth_token) = var("TWILIO_AUTH_TOKEN") else { return Ok(None) };
+        let required = |name: &str| var(name).ok_or_else(|| anyhow!("{name} must be set when TWILIO_AUTH_TOKEN is"));
+        Ok(Some(Self {
+            account_sid: required("TWILIO_ACCOUNT_SID")?,
+            auth_token,
+            api_base: api_base("TWILIO_API_BASE", "https://api.twilio.com"),
+            public_base_url: public_base_url()?
+                .ok_or_else(|| anyhow!("PUBLIC_BASE_URL must be set when TWILIO_AUTH_TOKEN is"))?,
+        }))
+    }
+}
+
+/// Exotel's account, for REST calls (worker).
+#[derive(Clone)]
+pub struct ExotelConfig {
+    pub account_sid: String,
+    pub api_key: String,
+    pub api_token: String,
+    /// No trailing slash.
+    pub api_base: String,
+}
+
+impl ExotelConfig {
+    /// `None` when `EXOTEL_ACCOUNT_SID` is unset; an error naming what is missing otherwise.
+    pub fn from_env() -> anyhow::Result<Option<Self>> {
+        let Some(account_sid) = var("EXOTEL_ACCOUNT_SID") else { return Ok(None) };
+        let required = |name: &str| var(name).ok_or_else(|| anyhow!("{name} must be set when EXOTEL_ACCOUNT_SID is"));
+        Ok(Some(Self {
+            account_sid,
+            api_key: required("EXOTEL_API_KEY")?,
+            api_token: required("EXOTEL_API_TOKEN")?,
+            api_base: api_base("EXOTEL_API_BASE", "https://api.exotel.com"),
+        }))
+    }
+}
+
+/// A provider's REST base URL from `name` (else `default`), without a trailing slash.
+fn api_base(name: &str, default: &str) -> String {
+    var(name).as_deref().unwrap_or(default).trim_end_matches('/').to_owned()
+}
+
+fn public_base_url() -> anyhow::Result<Option<String>> {
+    let Some(raw) = var("PUBLIC_BASE_URL") else { return Ok(None) };
+    let parsed = url::Url::parse(raw.trim()).map_err(|e| anyhow!("PUBLIC_BASE_URL={raw:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        anyhow::bail!("PUBLIC_BASE_URL={raw:?} must be http(s)");
+    }
+    Ok(Some(raw.trim().trim_end_matches('/').to_owned()))
+}
+
+/// How the web process authenticates and answers provider webhooks.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub twilio: Option<TwilioConfig>,
+    pub exotel_secret: Option<String>,
+    pub exotel_allowed_ips: Vec<IpBlock>,
+    pub exotel_connect_deadline: Duration,
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for WebhookConfig {
+    /// Every webhook closed.
+    fn default() -> Self {
+        Self {
+            twilio: None,
+            exotel_secret: None,
+            exotel_allowed_ips: Vec::new(),
+            exotel_connect_deadline: Duration::from_secs(3),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl WebhookConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let exotel_allowed_ips = var("EXOTEL_ALLOWED_IPS")
+            .map(|raw| {
+                raw.split(',').filter(|b| !b.trim().is_empty()).map(IpBlock::parse).collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()
+            .map_err(|e| anyhow!("EXOTEL_ALLOWED_IPS: {e}"))?
+            .unwrap_or_default();
+        Ok(Self {
+            twilio: TwilioConfig::from_env()?,
+            exotel_secret: var("EXOTEL_WEBHOOK_SECRET"),
+            exotel_allowed_ips,
+            exotel_connect_deadline: duration("EXOTEL_CONNECT_DEADLINE", "3s")?,
+            trust_forwarded_for: parsed("TRUST_FORWARDED_FOR", false)?,
+        })
+    }
+}

@@ -1,0 +1,92 @@
+//! `switchboard`: parse the command line and hand over.
+
+use clap::Parser;
+use switchboard::cli::{Cli, Command};
+use switchboard::config::{DatabaseConfig, WebConfig, WebhookConfig};
+use switchboard::web::{self, AppState};
+use switchboard::{db, shutdown, telemetry, worker};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        // Progress bars and a summary on the terminal: the summary reports retries, the log only errors.
+        Command::Demo(_) => telemetry::init_with_default("error"),
+        Command::Simulate(_) => telemetry::init_with_default("warn"),
+        _ => telemetry::init(),
+    }
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Web => {
+            let config = WebConfig::from_env()?;
+            let pool = db::pool(&DatabaseConfig::from_env()?)?;
+            let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
+            let recordings = std::sync::Arc::new(switchboard::storage::RecordingStorage::from_env().await?);
+            let state = AppState::new(pool, config.api_tokens)
+                .with_recordings(recordings)
+                .with_webhooks(WebhookConfig::from_env()?);
+            let app = web::app(state, config.body_limit_bytes);
+            Ok(web::serve(listener, app, shutdown::signal()).await?)
+        }
+        Command::Worker { queues } => worker::run(&queues).await,
+        Command::Migrate => {
+            let pool = db::pool(&DatabaseConfig::from_env()?)?;
+            switchboard_jobs::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Bench(command) => {
+            let pool = db::pool(&DatabaseConfig::from_env()?)?;
+            switchboard::bench::run(&pool, command).await
+        }
+        Command::Jobs(command) => {
+            let pool = db::pool(&DatabaseConfig::from_env()?)?;
+            switchboard::cli::jobs::run(&pool, command).await
+        }
+        Command::Demo(args) => {
+            let options = switchboard::demo::DemoOptions {
+                calls: args.calls,
+                provider: args.provider.into(),
+                rate: args.rate,
+                recordings_dir: args.recordings_dir,
+                api_token: WebConfig::from_env()?.api_tokens.first().cloned().unwrap_or_else(|| "demo-token".into()),
+                progress: true,
+            };
+            switchboard::demo::run(&args.database_url, options).await
+        }
+        Command::Simulate(args) => {
+            let target = switchboard::sim::Target {
+                public_base_url: args
+                    .public_base_url
+                    .unwrap_or_else(|| args.target.clone())
+                    .trim_end_matches('/')
+                    .into(),
+                base_url: args.target.trim_end_matches('/').into(),
+                twilio_auth_token: args.twilio_auth_token,
+                twilio_account_sid: args.twilio_account_sid,
+                exotel_secret: args.exotel_secret,
+                our_number: args.number,
+                talk_ms_per_second: 15,
+                patience: args.hold,
+            };
+            let options = switchboard::simulate::SimulateOptions {
+                target,
+                calls: args.calls,
+                rate: args.rate,
+                provider: args.provider.into(),
+                progress: true,
+            };
+            print!("{}", switchboard::simulate::run(&options).await?.render());
+            Ok(())
+        }
+    }
+}

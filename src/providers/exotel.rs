@@ -1,0 +1,248 @@
+//! Exotel webhooks: Exotel signs nothing, so a request must present our secret
+//! in its path (compared in constant time) and, when configured, come from an
+//! allowed address. Its parameters (any key case, form or JSON with `Legs`)
+//! parsed into typed values, and the Connect applet's JSON answer.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use switchboard_jobs::calls::CallStatus;
+
+use super::fields::Fields;
+use super::identifiers::{CallSid, Digits};
+use switchboard_jobs::phone::PhoneNumber;
+
+/// Why an Exotel request was refused (logged; never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("EXOTEL_WEBHOOK_SECRET is not set: Exotel webhooks are closed")]
+    NotConfigured,
+    #[error("wrong secret in the webhook path")]
+    WrongSecret,
+    #[error("client address {0} is not in EXOTEL_ALLOWED_IPS")]
+    AddressNotAllowed(IpAddr),
+    #[error("client address unknown and EXOTEL_ALLOWED_IPS is set")]
+    AddressUnknown,
+}
+
+/// An address or a CIDR block (`203.0.113.7`, `203.0.113.0/24`, `2001:db8::/32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpBlock {
+    network: IpAddr,
+    prefix: u32,
+}
+
+impl IpBlock {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let (addr, prefix) = raw.trim().split_once('/').map_or((raw.trim(), None), |(a, p)| (a, Some(p)));
+        let network: IpAddr = addr.parse().map_err(|_| format!("{raw:?} is not an IP address or CIDR block"))?;
+        let width = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => width,
+            Some(p) => p.parse().ok().filter(|p| *p <= width).ok_or_else(|| format!("{raw:?} has a bad prefix"))?,
+        };
+        Ok(Self { network, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u32::from(net).into(), 32, self.prefix) == masked(u32::from(ip).into(), 32, self.prefix)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(net.into(), 128, self.prefix) == masked(ip.into(), 128, self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn masked(bits: u128, width: u32, prefix: u32) -> u128 {
+    if prefix == 0 { 0 } else { bits >> (width - prefix) }
+}
+
+/// What an Exotel request must get past.
+#[derive(Debug, Clone, Default)]
+pub struct Gate {
+    pub secret: Option<String>,
+    /// Empty: any address.
+    pub allowed: Vec<IpBlock>,
+}
+
+impl Gate {
+    pub fn check(&self, presented: &str, client: Option<IpAddr>) -> Result<(), Refusal> {
+        let secret = self.secret.as_deref().ok_or(Refusal::NotConfigured)?;
+        if !bool::from(secret.as_bytes().ct_eq(presented.as_bytes())) {
+            return Err(Refusal::WrongSecret);
+        }
+        if self.allowed.is_empty() {
+            return Ok(());
+        }
+        let client = client.ok_or(Refusal::AddressUnknown)?;
+        if self.allowed.iter().any(|block| block.contains(client)) {
+            Ok(())
+        } else {
+            Err(Refusal::AddressNotAllowed(client))
+        }
+    }
+}
+
+fn present<'a>(fields: &'a Fields, names: &[&str]) -> Option<&'a str> {
+    names.iter().find_map(|n| fields.get_ignore_case(n)).filter(|v| !v.trim().is_empty())
+}
+
+fn number(fields: &Fields, names: &[&str]) -> Result<Option<PhoneNumber>, String> {
+    present(fields, names).map(PhoneNumber::parse_indian).transpose().map_err(|e| format!("{}: {e}", names[0]))
+}
+
+fn call_sid(fields: &Fields) -> Result<CallSid, String> {
+    CallSid::parse(present(fields, &["CallSid"]).ok_or("CallSid is missing")?)
+}
+
+/// A Passthru or Connect request from a flow.
+#[derive(Debug, Clone)]
+pub struct FlowRequest {
+    pub call_sid: CallSid,
+    pub from: Option<PhoneNumber>,
+    pub to: Option<PhoneNumber>,
+    pub digits: Option<Digits>,
+}
+
+impl FlowRequest {
+    pub fn parse(fields: &Fields) -> Result<Self, String> {
+        Ok(Self {
+            call_sid: call_sid(fields)?,
+            from: number(fields, &["CallFrom", "From"])?,
+            to: number(fields, &["CallTo", "To"])?,
+            digits: Digits::parse(present(fields, &["digits"]).unwrap_or_default())?,
+        })
+    }
+}
+
+/// A StatusCallback: the call ended (or was answered).
+#[derive(Debug, Clone)]
+pub struct StatusCallback {
+    pub call_sid: CallSid,
+    pub status: CallStatus,
+    pub recording_url: Option<String>,
+    pub duration_secs: Option<i32>,
+    pub updated_at: DateTime<Utc>,
+    pub from: Option<PhoneNumber>,
+    pub to: Option<PhoneNumber>,
+    /// What we put in `CustomField` when placing the call (an outbound attempt id).
+    pub custom_field: Option<String>,
+}
+
+impl StatusCallback {
+    pub fn parse(fields: &Fields) -> Result<Self, String> {
+        let duration_secs = match present(fields, &["ConversationDuration"]) {
+            None => None,
+            Some(raw) => Some(raw.trim().parse().map_err(|_| format!("ConversationDuration={raw:?} is not a number"))?),
+        };
+        let updated_at = match present(fields, &["DateUpdated"]) {
+            None => Utc::now(),
+            Some(raw) => exotel_time(raw)?,
+        };
+        Ok(Self {
+            call_sid: call_sid(fields)?,
+            status: present(fields, &["Status", "CallStatus"]).ok_or("Status is missing")?.parse()?,
+            recording_url: present(fields, &["RecordingUrl"]).map(str::to_owned),
+            duration_secs,
+            updated_at,
+            from: number(fields, &["From", "CallFrom"])?,
+            to: number(fields, &["To", "CallTo"])?,
+            custom_field: present(fields, &["CustomField"]).map(str::to_owned),
+        })
+    }
+}
+
+/// Exotel's `YYYY-MM-DD HH:mm:ss` carries no zone; it is India time.
+fn exotel_time(raw: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(with_zone) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(with_zone.with_timezone(&Utc));
+    }
+    let naive = NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%d %H:%M:%S")
+        .map_err(|_| format!("{raw:?} is not a YYYY-MM-DD HH:mm:ss time"))?;
+    chrono_tz::Asia::Kolkata
+        .from_local_datetime(&naive)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("{raw:?} is not a valid India time"))
+}
+
+/// The Connect applet's answer: dial `agent`, or nobody (`numbers: []` takes
+/// the flow's "no one dialled" branch: queue or voicemail).
+pub fn connect_answer(agent: Option<&str>, caller_id: Option<&str>) -> Value {
+    let numbers: Vec<&str> = agent.into_iter().collect();
+    let mut answer = json!({
+        "fetch_after_attempt": false,
+        "destination": { "numbers": numbers },
+        "record": true,
+        "recording_channels": "dual",
+        "max_ringing_duration": 30,
+    });
+    if let Some(ours) = caller_id {
+        answer["outgoing_phone_number"] = json!(ours);
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(allowed: &[&str]) -> Gate {
+        Gate { secret: Some("s3cret".into()), allowed: allowed.iter().map(|b| IpBlock::parse(b).unwrap()).collect() }
+    }
+
+    #[test]
+    fn the_secret_must_match_exactly() {
+        assert_eq!(gate(&[]).check("s3cret", None), Ok(()));
+        assert_eq!(gate(&[]).check("s3cre", None), Err(Refusal::WrongSecret));
+        assert_eq!(Gate::default().check("", None), Err(Refusal::NotConfigured));
+    }
+
+    #[test]
+    fn allow_list_takes_addresses_and_blocks() {
+        let gate = gate(&["203.0.113.0/24", "198.51.100.7", "2001:db8::/32"]);
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(gate.check("s3cret", ip("203.0.113.99")), Ok(()));
+        assert_eq!(gate.check("s3cret", ip("::ffff:198.51.100.7")), Ok(()));
+        assert_eq!(gate.check("s3cret", ip("2001:db8:1::5")), Ok(()));
+        assert!(matches!(gate.check("s3cret", ip("198.51.100.8")), Err(Refusal::AddressNotAllowed(_))));
+        assert_eq!(gate.check("s3cret", None), Err(Refusal::AddressUnknown));
+        assert!(IpBlock::parse("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn status_callbacks_parse_with_any_key_case() {
+        let body = br#"{"callsid":"b6cfaf9ef5ad11e4b9ea0ed8c0fd5a3d","STATUS":"no-answer","DateUpdated":"2026-11-21 10:00:00","ConversationDuration":0,"Legs":[{"Status":"no-answer"}],"CustomField":"attempt-7"}"#;
+        let fields = Fields::parse(None, Some("application/json"), body).unwrap();
+        let status = StatusCallback::parse(&fields).unwrap();
+        assert_eq!(status.status, CallStatus::NoAnswer);
+        assert_eq!(status.updated_at.to_rfc3339(), "2026-11-21T04:30:00+00:00");
+        assert_eq!(status.custom_field.as_deref(), Some("attempt-7"));
+    }
+
+    #[test]
+    fn passthru_digits_lose_their_quotes_and_numbers_become_e164() {
+        let fields =
+            Fields::parse(Some("CallSid=abc123&CallFrom=09876543210&CallTo=08041234567&digits=%222%22"), None, b"")
+                .unwrap();
+        let request = FlowRequest::parse(&fields).unwrap();
+        assert_eq!(request.digits.unwrap().as_str(), "2");
+        assert_eq!(request.from.unwrap().as_str(), "+919876543210");
+    }
+
+    #[test]
+    fn connect_answers_name_the_agent_or_nobody() {
+        assert_eq!(connect_answer(Some("+919800000001"), None)["destination"]["numbers"], json!(["+919800000001"]));
+        assert_eq!(connect_answer(None, Some("+918041234567"))["destination"]["numbers"], json!([]));
+    }
+}

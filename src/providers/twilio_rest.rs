@@ -1,0 +1,85 @@
+//! Twilio's REST API as our `Telephony` port: create calls and redirect live
+//! ones, through the shared [`RestClient`] (form POSTs, Basic auth, errors
+//! classified by what retrying would do).
+
+use serde_json::Value;
+use switchboard_jobs::ports::{OutboundCall, PlacedCall, PortError, PortFuture, Telephony};
+
+use super::rest_client::RestClient;
+use crate::config::TwilioConfig;
+
+pub struct TwilioRest {
+    rest: RestClient,
+    config: TwilioConfig,
+}
+
+impl TwilioRest {
+    pub fn new(config: TwilioConfig) -> Self {
+        let rest = RestClient::new("Twilio", config.account_sid.clone(), config.auth_token.clone(), twilio_error);
+        Self { rest, config }
+    }
+
+    /// A path such as `/webhooks/twilio/status` becomes a URL Twilio can reach.
+    fn public_url(&self, url: &str) -> String {
+        if url.starts_with('/') { format!("{}{url}", self.config.public_base_url) } else { url.to_owned() }
+    }
+
+    /// The status callback URL, with `attempt_id` echoing the call's custom field.
+    fn status_callback(&self, call: &OutboundCall) -> String {
+        let url = self.public_url(&call.status_callback);
+        match &call.custom_field {
+            None => url,
+            Some(attempt) => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                let query: String =
+                    url::form_urlencoded::Serializer::new(String::new()).append_pair("attempt_id", attempt).finish();
+                format!("{url}{separator}{query}")
+            }
+        }
+    }
+
+    fn calls_url(&self, suffix: &str) -> String {
+        format!("{}/2010-04-01/Accounts/{}/Calls{suffix}", self.config.api_base, self.config.account_sid)
+    }
+}
+
+/// Twilio's error body: `{"code": 21211, "message": "..."}`.
+fn twilio_error(body: &Value) -> String {
+    format!(
+        "{} (code {})",
+        body["message"].as_str().unwrap_or("no message"),
+        body["code"].as_i64().map_or_else(|| "none".to_owned(), |c| c.to_string())
+    )
+}
+
+impl Telephony for TwilioRest {
+    fn place_call<'a>(&'a self, call: &'a OutboundCall) -> PortFuture<'a, PlacedCall> {
+        Box::pin(async move {
+            let mut form = vec![
+                ("To", call.to.clone()),
+                ("From", call.caller_id.clone()),
+                ("StatusCallback", self.status_callback(call)),
+                ("Record", call.record.to_string()),
+            ];
+            form.extend(["initiated", "ringing", "answered", "completed"].map(|e| ("StatusCallbackEvent", e.into())));
+            if let Some(twiml) = &call.twiml {
+                form.push(("Twiml", twiml.clone()));
+            }
+            if call.record {
+                form.push(("RecordingStatusCallback", self.public_url("/webhooks/twilio/recording")));
+            }
+            let created = self.rest.post_form(self.calls_url(".json"), &form).await?;
+            let call_sid = created["sid"]
+                .as_str()
+                .ok_or_else(|| PortError::Permanent { message: "Twilio's answer has no call sid".into() })?;
+            Ok(PlacedCall { call_sid: call_sid.to_owned() })
+        })
+    }
+
+    fn redirect_call<'a>(&'a self, call_sid: &'a str, url: &'a str) -> PortFuture<'a, ()> {
+        Box::pin(async move {
+            let form = [("Url", self.public_url(url)), ("Method", "POST".to_owned())];
+            self.rest.post_form(self.calls_url(&format!("/{call_sid}.json")), &form).await.map(drop)
+        })
+    }
+}

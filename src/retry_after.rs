@@ -1,0 +1,43 @@
+//! How long the other side asked us to wait: `retry-after-ms` (OpenAI), then
+//! `Retry-After` as seconds or an HTTP date.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+
+pub fn from_headers(headers: &HeaderMap) -> Option<Duration> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()).filter(|ms| *ms >= 0.0) {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = header("retry-after")?;
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (at.to_utc() - chrono::Utc::now()).to_std().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn milliseconds_win_over_seconds() {
+        let h = headers(&[("retry-after-ms", "1500"), ("retry-after", "7")]);
+        assert_eq!(from_headers(&h), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn seconds_and_http_dates_are_understood() {
+        assert_eq!(from_headers(&headers(&[("retry-after", "7")])), Some(Duration::from_secs(7)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        let wait = from_headers(&headers(&[("retry-after", &later)])).unwrap();
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
+        assert_eq!(from_headers(&headers(&[("retry-after", "soon")])), None);
+    }
+}

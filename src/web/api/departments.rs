@@ -1,0 +1,149 @@
+//! `/api/departments`: create, list, read, replace and delete departments
+//! (routing strategy, required skills, max wait, overflow action).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use switchboard_jobs::routing::Strategy;
+
+use super::{Body, check, refused};
+use crate::web::{ApiError, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/departments", get(list).post(create))
+        .route("/departments/{id}", get(read).put(replace).delete(remove))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct Department {
+    id: i64,
+    name: String,
+    inbound_number: Option<String>,
+    strategy: String,
+    required_skills: Vec<String>,
+    max_wait_secs: i32,
+    overflow_action: String,
+    overflow_number: Option<String>,
+}
+
+const COLUMNS: &str =
+    "id, name, inbound_number, strategy, required_skills, max_wait_secs, overflow_action, overflow_number";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DepartmentBody {
+    name: String,
+    inbound_number: Option<String>,
+    #[serde(default = "round_robin")]
+    strategy: String,
+    #[serde(default)]
+    required_skills: Vec<String>,
+    #[serde(default = "two_minutes")]
+    max_wait_secs: i32,
+    #[serde(default = "voicemail")]
+    overflow_action: String,
+    overflow_number: Option<String>,
+}
+
+fn round_robin() -> String {
+    Strategy::RoundRobin.as_str().into()
+}
+
+fn two_minutes() -> i32 {
+    120
+}
+
+fn voicemail() -> String {
+    "voicemail".into()
+}
+
+/// The body checked field by field, numbers in E.164.
+fn validated(body: DepartmentBody) -> Result<DepartmentBody, ApiError> {
+    check(!body.name.trim().is_empty(), "name", "must not be empty")?;
+    body.strategy.parse::<Strategy>().map_err(|e| ApiError::validation("strategy", e))?;
+    check(body.required_skills.iter().all(|s| !s.trim().is_empty()), "required_skills", "must be non-empty names")?;
+    check((1..=3600).contains(&body.max_wait_secs), "max_wait_secs", "must be between 1 and 3600")?;
+    let overflow_ok = matches!(body.overflow_action.as_str(), "voicemail" | "callback" | "transfer");
+    check(overflow_ok, "overflow_action", "must be voicemail, callback or transfer")?;
+    let e164 = |field: &str, raw: Option<String>| raw.map(|n| ApiError::e164(field, &n).map(String::from)).transpose();
+    let inbound_number = e164("inbound_number", body.inbound_number)?;
+    let overflow_number = e164("overflow_number", body.overflow_number)?;
+    let transfer_ok = body.overflow_action != "transfer" || overflow_number.is_some();
+    check(transfer_ok, "overflow_number", "is required when overflow_action is transfer")?;
+    Ok(DepartmentBody { inbound_number, overflow_number, name: body.name.trim().to_owned(), ..body })
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Body(body): Body<DepartmentBody>,
+) -> Result<(StatusCode, Json<Department>), ApiError> {
+    let body = validated(body)?;
+    let department = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO departments (name, inbound_number, strategy, required_skills, max_wait_secs, overflow_action, overflow_number)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+    )))
+    .bind(&body.name)
+    .bind(&body.inbound_number)
+    .bind(&body.strategy)
+    .bind(&body.required_skills)
+    .bind(body.max_wait_secs)
+    .bind(&body.overflow_action)
+    .bind(&body.overflow_number)
+    .fetch_one(&state.pool)
+    .await
+    .map_err(|e| refused(e, "name"))?;
+    Ok((StatusCode::CREATED, Json(department)))
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<Vec<Department>>, ApiError> {
+    let departments = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM departments ORDER BY id")))
+        .fetch_all(&state.pool)
+        .await?;
+    Ok(Json(departments))
+}
+
+async fn read(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Department>, ApiError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM departments WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("department {id}")))
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Body(body): Body<DepartmentBody>,
+) -> Result<Json<Department>, ApiError> {
+    let body = validated(body)?;
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE departments SET name = $2, inbound_number = $3, strategy = $4, required_skills = $5,
+            max_wait_secs = $6, overflow_action = $7, overflow_number = $8
+         WHERE id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(&body.name)
+    .bind(&body.inbound_number)
+    .bind(&body.strategy)
+    .bind(&body.required_skills)
+    .bind(body.max_wait_secs)
+    .bind(&body.overflow_action)
+    .bind(&body.overflow_number)
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(|e| refused(e, "name"))?
+    .map(Json)
+    .ok_or_else(|| ApiError::NotFound(format!("department {id}")))
+}
+
+async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+    let deleted = sqlx::query("DELETE FROM departments WHERE id = $1").bind(id).execute(&state.pool).await?;
+    if deleted.rows_affected() == 0 {
+        return Err(ApiError::NotFound(format!("department {id}")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

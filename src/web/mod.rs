@@ -1,0 +1,101 @@
+//! The web process: provider webhooks, the operator API and health checks,
+//! over one axum router with a body limit and request tracing.
+
+mod api;
+mod auth;
+pub mod call_outcome;
+mod calling_policy_api;
+mod contacts_api;
+mod error;
+mod health;
+mod jobs_api;
+mod leads_api;
+mod recordings_api;
+mod scheduled_calls_api;
+mod transcripts_api;
+mod webhooks;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::config::WebhookConfig;
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    /// Bearer tokens accepted on `/api/*` (`API_TOKENS`); empty = the API is closed.
+    pub api_tokens: Arc<Vec<String>>,
+    /// Where recordings are served from (`RECORDING_STORAGE`); `None`: not served.
+    pub recordings: Option<Arc<crate::storage::RecordingStorage>>,
+    /// How provider webhooks are authenticated and answered; all closed by default.
+    pub webhooks: Arc<WebhookConfig>,
+}
+
+impl AppState {
+    pub fn new(pool: PgPool, api_tokens: Vec<String>) -> Self {
+        Self { pool, api_tokens: Arc::new(api_tokens), recordings: None, webhooks: Arc::default() }
+    }
+
+    pub fn with_recordings(self, recordings: Arc<crate::storage::RecordingStorage>) -> Self {
+        Self { recordings: Some(recordings), ..self }
+    }
+
+    pub fn with_webhooks(self, webhooks: WebhookConfig) -> Self {
+        Self { webhooks: Arc::new(webhooks), ..self }
+    }
+}
+
+/// The whole HTTP surface, without a socket (tests drive it with `oneshot`).
+pub fn app(state: AppState, body_limit_bytes: usize) -> Router {
+    let api = Router::new()
+        .merge(jobs_api::routes())
+        .merge(scheduled_calls_api::routes())
+        .merge(calling_policy_api::routes())
+        .merge(contacts_api::routes())
+        .merge(recordings_api::routes())
+        .merge(transcripts_api::routes())
+        .merge(leads_api::routes())
+        .merge(api::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api_token));
+    Router::new()
+        .merge(health::routes())
+        .merge(webhooks::routes())
+        .nest("/api", api)
+        .layer(DefaultBodyLimit::max(body_limit_bytes))
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `stop` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    tracing::info!(addr = %listener.local_addr()?, "web listening");
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let (method, path) = (request.method().clone(), webhooks::loggable_path(request.uri().path()));
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, elapsed_ms, "request");
+    } else {
+        tracing::debug!(%method, %path, status, elapsed_ms, "request");
+    }
+    response
+}

@@ -1,0 +1,86 @@
+//! `GET /api/calls/{sid}/recording` (a redirect to a presigned URL, or the file
+//! streamed) and `POST /api/calls/{sid}/reprocess?from=<step>` (the chain again).
+
+use anyhow::anyhow;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use switchboard_jobs::pipeline::{self, Step};
+use tokio::io::AsyncReadExt;
+
+use super::{ApiError, AppState};
+use crate::storage::Retrieval;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/calls/{sid}/recording", get(recording)).route("/calls/{sid}/reprocess", post(reprocess))
+}
+
+async fn recording(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Response, ApiError> {
+    let stored: Option<(String, String)> = sqlx::query_as(
+        "SELECT storage_key, content_type FROM recordings
+         WHERE call_sid = $1 AND status = 'stored' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&sid)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (key, content_type) = stored.ok_or_else(|| ApiError::NotFound(format!("a stored recording of call {sid}")))?;
+    let storage = state.recordings.as_ref().ok_or_else(|| anyhow!("no recording storage configured"))?;
+    match storage.retrieve(&key).await.map_err(|e| anyhow!(e))? {
+        Retrieval::Redirect(url) => Ok(Redirect::temporary(&url).into_response()),
+        Retrieval::File(file, len) => Ok((
+            [(header::CONTENT_TYPE, content_type), (header::CONTENT_LENGTH, len.to_string())],
+            Body::from_stream(chunks(file)),
+        )
+            .into_response()),
+    }
+}
+
+/// The file as a stream of 64 KiB chunks; ends after the first read error.
+fn chunks(file: tokio::fs::File) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> {
+    futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+#[derive(Deserialize)]
+struct ReprocessFrom {
+    from: Option<String>,
+}
+
+impl ReprocessFrom {
+    /// The step named by `from` (default: the start of the chain).
+    fn step(&self) -> Result<Step, ApiError> {
+        let Some(name) = &self.from else { return Ok(Step::default()) };
+        serde_json::from_value(json!(name))
+            .map_err(|_| ApiError::validation("from", "must be fetch-recording, transcribe, analyze or create-lead"))
+    }
+}
+
+async fn reprocess(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    Query(query): Query<ReprocessFrom>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let from = query.step()?;
+    let mut tx = state.pool.begin().await?;
+    let enqueued = pipeline::reprocess(&mut tx, &sid, from).await?;
+    tx.commit().await?;
+    if enqueued == 0 {
+        return Err(ApiError::NotFound(format!("anything to reprocess for call {sid} from {from:?}")));
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "call_sid": sid, "from": from, "jobs_enqueued": enqueued }))))
+}

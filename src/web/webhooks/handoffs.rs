@@ -1,0 +1,71 @@
+//! What inbound webhooks hand to work owned elsewhere, on the webhook's own
+//! transaction: a finished recording enqueues `fetch-recording`; an outbound
+//! attempt's status feeds the scheduled call's next step.
+
+use sqlx::PgConnection;
+use switchboard_jobs::calls::CallStatus;
+use switchboard_jobs::fetch_recording::{self, RecordingRef};
+use switchboard_jobs::outbound;
+use switchboard_jobs::ports::Provider;
+
+/// A finished recording, as the provider reported it.
+#[derive(Debug, Clone)]
+pub struct RecordingFacts {
+    pub provider: Provider,
+    pub call_id: i64,
+    pub call_sid: String,
+    /// Twilio's `RecordingSid`; Exotel has none (one recording per call).
+    pub recording_sid: Option<String>,
+    pub recording_url: String,
+    pub duration_secs: Option<i32>,
+}
+
+/// Stores the recording and enqueues `fetch-recording` (deduped by recording).
+/// The lead is keyed on the customer's number: the caller of an inbound call,
+/// the callee of an outbound one. A recording of the agent leg `route-call`
+/// placed (Twilio records that leg) belongs to the caller's call it bridged.
+pub async fn recording_ready(conn: &mut PgConnection, facts: &RecordingFacts) -> Result<(), sqlx::Error> {
+    let (call_sid, customer_phone): (String, Option<String>) = sqlx::query_as(
+        "SELECT coalesce(caller.call_sid, c.call_sid),
+                CASE WHEN caller.id IS NOT NULL THEN caller.from_number
+                     WHEN c.direction = 'inbound' THEN c.from_number ELSE c.to_number END
+         FROM calls c
+         LEFT JOIN calls caller ON caller.provider = c.provider AND caller.bridge_call_sid = c.call_sid
+         WHERE c.id = $1",
+    )
+    .bind(facts.call_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .unwrap_or_else(|| (facts.call_sid.clone(), None));
+    let recording = RecordingRef {
+        provider: facts.provider,
+        call_sid,
+        recording_sid: facts.recording_sid.clone().unwrap_or_else(|| facts.call_sid.clone()),
+        url: facts.recording_url.clone(),
+        duration_seconds: facts.duration_secs,
+        customer_phone,
+    };
+    fetch_recording::request_fetch(conn, &recording).await?;
+    Ok(())
+}
+
+/// An outbound attempt's call changed status (it carried `attempt_id` / `CustomField`).
+#[derive(Debug, Clone)]
+pub struct AttemptStatus {
+    pub attempt_id: String,
+    pub call_id: i64,
+    pub status: CallStatus,
+}
+
+/// Hands a terminal status to the scheduled call: completed ends it; busy,
+/// no-answer and failed plan the next attempt. An attempt id that is not ours
+/// (not a UUID) is logged and ignored: the webhook is still stored.
+pub async fn outbound_attempt_status(conn: &mut PgConnection, attempt: &AttemptStatus) -> Result<(), sqlx::Error> {
+    let Ok(attempt_id) = attempt.attempt_id.parse::<uuid::Uuid>() else {
+        tracing::warn!(attempt_id = %attempt.attempt_id, call_id = attempt.call_id, "status for an unknown attempt id; ignored");
+        return Ok(());
+    };
+    let outcome = outbound::record_outcome(conn, attempt_id, attempt.status.as_str(), chrono::Utc::now()).await?;
+    tracing::info!(%attempt_id, call_id = attempt.call_id, status = %attempt.status, ?outcome, "outbound attempt status applied");
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! `switchboard worker`: every registered job kind (or `--queues`) in one
+//! apalis Monitor, restarted on database loss, drained on SIGTERM.
+
+use std::sync::Arc;
+
+use switchboard_jobs::ports::{Ports, Telephony};
+
+use crate::config::{self, DatabaseConfig, ExotelConfig, TwilioConfig};
+use crate::providers::exotel_rest::ExotelRest;
+use crate::providers::telephony_router::TelephonyRouter;
+use crate::providers::twilio_rest::TwilioRest;
+
+pub async fn run(queues: &[String]) -> anyhow::Result<()> {
+    let registry = switchboard_jobs::registry();
+    let registry = if queues.is_empty() { registry } else { registry.only(queues).map_err(anyhow::Error::msg)? };
+    let settings = config::supervisor_from_env(registry.kinds())?;
+    let pool = crate::db::pool(&DatabaseConfig::from_env()?)?;
+    let ports = Ports {
+        telephony: telephony_from_env()?,
+        outbound_line: config::outbound_line_from_env()?,
+        ..Ports::default()
+    };
+    let ports = Arc::new(crate::after_call::with_after_call_ports(ports).await?);
+    switchboard_jobs::queue::run(pool, registry, ports, settings, crate::shutdown::signal()).await;
+    Ok(())
+}
+
+/// Both providers' REST clients behind one port, each present when its
+/// account is configured; `None` when neither is.
+fn telephony_from_env() -> anyhow::Result<Option<Arc<dyn Telephony>>> {
+    let router = TelephonyRouter {
+        twilio: TwilioConfig::from_env()?.map(|c| Arc::new(TwilioRest::new(c)) as Arc<dyn Telephony>),
+        exotel: ExotelConfig::from_env()?.map(|c| Arc::new(ExotelRest::new(c)) as Arc<dyn Telephony>),
+    };
+    let any = router.twilio.is_some() || router.exotel.is_some();
+    Ok(any.then(|| Arc::new(router) as Arc<dyn Telephony>))
+}

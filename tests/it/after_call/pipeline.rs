@@ -1,0 +1,484 @@
+//! The chain's behaviour: exactly once in effect, retries as OpenAI and the
+//! providers ask, facts kept across calls, the CRM told once per insight.
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use switchboard::storage::RecordingStorage;
+use switchboard_jobs::analyze::Analyze;
+use switchboard_jobs::create_lead::CreateLead;
+use switchboard_jobs::fetch_recording::FetchRecording;
+use switchboard_jobs::fetch_recording::{RecordingRef, request_fetch};
+use switchboard_jobs::pipeline::PipelineSettings;
+use switchboard_jobs::ports::{Ports, Provider};
+use switchboard_jobs::queue::enqueue;
+use switchboard_jobs::transcribe::Transcribe;
+
+use super::fakes::{CRM_SECRET, Canned, Endpoint, TRANSCRIPT, fake_mp3, hot_insight};
+use super::{CUSTOMER, World, announce, count, job_errors, job_ids, make_retries_due, wait_for_count, wait_for_jobs};
+use crate::support::moto::Moto;
+use crate::support::{binary, job_state};
+
+const KINDS: [&str; 4] = ["fetch-recording", "transcribe", "analyze", "create-lead"];
+
+async fn retry_delay_seconds(pool: &PgPool, kind: &str) -> f64 {
+    sqlx::query_scalar("SELECT EXTRACT(EPOCH FROM run_at - done_at)::float8 FROM apalis.jobs WHERE job_type = $1")
+        .bind(kind)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn wait_for_errors(pool: &PgPool, kind: &str, n: usize) -> Vec<(String, String)> {
+    crate::support::wait_until(std::time::Duration::from_secs(30), &format!("{n} {kind} errors"), || async {
+        job_errors(pool, kind).await.len() >= n
+    })
+    .await;
+    job_errors(pool, kind).await
+}
+
+async fn lead(pool: &PgPool) -> Value {
+    sqlx::query_scalar("SELECT to_jsonb(l) FROM leads l WHERE phone = $1").bind(CUSTOMER).fetch_one(pool).await.unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn one_recording_webhook_gives_exactly_one_object_transcript_insight_and_lead(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let moto = Moto::start().await;
+    let store = moto.store("recordings").await;
+    let s3 = store.client().clone();
+    let world = World::build(&pool, Some(RecordingStorage::S3(store)), |ports, _| ports).await;
+
+    assert!(announce(&pool, &world.fakes, "CA0001", 95, CUSTOMER).await.is_some());
+    assert!(announce(&pool, &world.fakes, "CA0001", 95, CUSTOMER).await.is_none(), "the same webhook twice");
+    wait_for_count(&pool, "lead_calls WHERE crm_delivered_at IS NOT NULL", 1).await;
+
+    let (key, bytes, sha256, content_type): (String, i64, String, String) =
+        sqlx::query_as("SELECT storage_key, bytes, sha256, content_type FROM recordings WHERE status = 'stored'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let recording = world.fakes.recording();
+    assert_eq!(key, "twilio/CA0001/RE0001.mp3");
+    assert_eq!(bytes, recording.len() as i64);
+    assert_eq!(sha256, hex::encode(Sha256::digest(&recording)));
+    assert_eq!(content_type, "audio/mpeg");
+    let objects = s3.list_objects_v2().bucket("recordings").send().await.unwrap();
+    let keys: Vec<_> = objects.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, vec!["twilio/CA0001/RE0001.mp3"]);
+
+    let (language, model, request_id, segments): (String, String, String, Value) =
+        sqlx::query_as("SELECT language, model, request_id, segments FROM transcripts WHERE call_sid = 'CA0001'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((language.as_str(), model.as_str(), request_id.as_str()), ("hindi", "whisper-1", "req_transcribe"));
+    assert_eq!(segments.as_array().unwrap().len(), 1);
+    let sent = &world.fakes.transcription_requests()[0];
+    assert!(sent.contains("verbose_json") && sent.contains("whisper-1") && sent.contains("RE0001.mp3"));
+
+    let (score, prompt, completion, cost, model): (i32, i64, i64, i64, String) =
+        sqlx::query_as("SELECT lead_score, prompt_tokens, completion_tokens, cost_micro_usd, model FROM insights")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((score, prompt, completion, model.as_str()), (82, 1000, 200, "gpt-4o-mini-2024-07-18"));
+    assert_eq!(cost, 270, "1000 x $0.15/M + 200 x $0.60/M = $0.000270");
+    let chat = &world.fakes.chat_requests()[0];
+    assert_eq!(chat["response_format"]["type"], "json_schema");
+    assert_eq!(chat["response_format"]["json_schema"]["strict"], true);
+
+    let lead = lead(&pool).await;
+    assert_eq!(lead["name"], "Rahul");
+    assert_eq!(lead["hot"], true);
+    assert_eq!(lead["score"], 82);
+    assert_eq!(lead["budget_max_inr"], 12_000_000);
+    assert_eq!((lead["purpose"].as_str(), lead["timeline"].as_str()), (Some("end_use"), Some("1-3 months")));
+    let called_at: DateTime<Utc> =
+        sqlx::query_scalar("SELECT created_at FROM recordings").fetch_one(&pool).await.unwrap();
+    let due: DateTime<Utc> = serde_json::from_value(lead["follow_up_due_at"].clone()).unwrap();
+    assert_eq!(due, called_at + chrono::Duration::days(2));
+
+    let before: Vec<i64> = futures::future::join_all(
+        ["recordings", "transcripts", "insights", "leads", "lead_calls"].map(|t| count(&pool, t)),
+    )
+    .await;
+    assert_eq!(before, vec![1, 1, 1, 1, 1]);
+
+    // Every job delivered a second time changes nothing.
+    let ids: (i64, i64, i64) = sqlx::query_as(
+        "SELECT r.id, t.id, i.id FROM recordings r JOIN transcripts t ON t.recording_id = r.id JOIN insights i ON i.transcript_id = t.id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    enqueue(&mut conn, &FetchRecording { recording_id: ids.0 }).await.unwrap();
+    enqueue(&mut conn, &Transcribe { recording_id: ids.0 }).await.unwrap();
+    enqueue(&mut conn, &Analyze { transcript_id: ids.1 }).await.unwrap();
+    enqueue(&mut conn, &CreateLead { insight_id: ids.2 }).await.unwrap();
+    drop(conn);
+    for kind in KINDS {
+        assert_eq!(job_ids(&pool, kind).await.len(), 2);
+        wait_for_jobs(&pool, kind, "done").await;
+    }
+    let after: Vec<i64> = futures::future::join_all(
+        ["recordings", "transcripts", "insights", "leads", "lead_calls"].map(|t| count(&pool, t)),
+    )
+    .await;
+    assert_eq!(after, before);
+    for endpoint in [Endpoint::Recording, Endpoint::Transcription, Endpoint::Chat, Endpoint::Crm] {
+        assert_eq!(world.fakes.hits(endpoint), 1, "{endpoint:?} called again");
+    }
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn openai_down_then_back_is_retried_with_backoff_and_completes(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    world.fakes.fail(Endpoint::Chat, Canned::status(500));
+    world.fakes.fail(Endpoint::Chat, Canned::openai_error(503, "server_error", "The server is overloaded"));
+
+    announce(&pool, &world.fakes, "CA0002", 95, CUSTOMER).await;
+    let errors = wait_for_errors(&pool, "analyze", 1).await;
+    assert_eq!(errors[0].0, "retry");
+    let first = retry_delay_seconds(&pool, "analyze").await;
+    assert!((12.0..=18.0).contains(&first), "first backoff {first} s is 15 s +-20%");
+
+    make_retries_due(&pool, "analyze").await;
+    let errors = wait_for_errors(&pool, "analyze", 2).await;
+    assert!(errors[1].1.contains("The server is overloaded"), "{errors:?}");
+    let second = retry_delay_seconds(&pool, "analyze").await;
+    assert!((24.0..=36.0).contains(&second), "second backoff {second} s is 30 s +-20%");
+
+    make_retries_due(&pool, "analyze").await;
+    wait_for_count(&pool, "leads", 1).await;
+    wait_for_jobs(&pool, "analyze", "done").await;
+    assert_eq!(count(&pool, "insights").await, 1);
+    assert_eq!(world.fakes.hits(Endpoint::Chat), 3);
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_429_with_retry_after_7_schedules_the_retry_7_seconds_out(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    let limited =
+        Canned::openai_error(429, "rate_limit_exceeded", "Rate limit reached for whisper-1 on requests per min");
+    world.fakes.fail(Endpoint::Transcription, limited.with_header("retry-after", "7"));
+
+    announce(&pool, &world.fakes, "CA0003", 95, CUSTOMER).await;
+    let errors = wait_for_errors(&pool, "transcribe", 1).await;
+    assert_eq!(errors[0].0, "retry");
+    assert!(errors[0].1.contains("rate_limit_exceeded"), "{errors:?}");
+    assert_eq!(retry_delay_seconds(&pool, "transcribe").await, 7.0);
+
+    make_retries_due(&pool, "transcribe").await;
+    wait_for_count(&pool, "leads", 1).await;
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn insufficient_quota_is_dead_at_once_and_a_replay_after_the_fix_makes_one_lead(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    let quota = "You exceeded your current quota, please check your plan and billing details.";
+    world.fakes.fail(Endpoint::Transcription, Canned::openai_error(429, "insufficient_quota", quota));
+
+    announce(&pool, &world.fakes, "CA0004", 95, CUSTOMER).await;
+    wait_for_jobs(&pool, "transcribe", "dead").await;
+    let errors = job_errors(&pool, "transcribe").await;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].0, "dead");
+    assert!(errors[0].1.contains(quota), "{errors:?}");
+
+    let transcribe = job_ids(&pool, "transcribe").await;
+    assert_eq!(job_state(&pool, &transcribe[0]).await, "dead");
+    let replay = binary::run(&pool, &["jobs", "replay", "--kind", "transcribe", "--state", "dead"]).await;
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    wait_for_count(&pool, "leads", 1).await;
+    wait_for_jobs(&pool, "create-lead", "done").await;
+    assert_eq!(count(&pool, "transcripts").await, 1);
+    assert_eq!(count(&pool, "lead_calls").await, 1);
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_second_call_from_the_same_number_updates_the_lead_without_losing_facts(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    announce(&pool, &world.fakes, "CA0005", 95, CUSTOMER).await;
+    wait_for_count(&pool, "lead_calls", 1).await;
+
+    let mut second = hot_insight();
+    for (field, value) in [
+        ("customer_name", Value::Null),
+        ("customer_email", json!("rahul@example.com")),
+        ("budget_min_inr", Value::Null),
+        ("budget_max_inr", Value::Null),
+        ("preferred_locations", json!(["Sarjapur Road", "Whitefield"])),
+        ("timeline", json!("unknown")),
+        ("sentiment", json!("neutral")),
+        ("lead_score", json!(40)),
+        ("summary", json!("Rahul is now unsure and comparing builders.")),
+    ] {
+        second[field] = value;
+    }
+    world.fakes.set_insight(second);
+    announce(&pool, &world.fakes, "CA0006", 95, CUSTOMER).await;
+    wait_for_count(&pool, "lead_calls", 2).await;
+
+    assert_eq!(count(&pool, "leads").await, 1);
+    let lead = lead(&pool).await;
+    assert_eq!(lead["name"], "Rahul", "a null does not erase a known name");
+    assert_eq!(lead["email"], "rahul@example.com", "a new fact fills in");
+    assert_eq!(lead["budget_min_inr"], 8_000_000);
+    assert_eq!(lead["timeline"], "1-3 months", "unknown does not erase a known timeline");
+    assert_eq!(lead["preferred_locations"], json!(["Whitefield", "Sarjapur Road"]));
+    assert_eq!(lead["score"], 40, "the newest score wins");
+    assert_eq!(lead["hot"], false);
+    assert_eq!(lead["summary"], "Rahul is now unsure and comparing builders.");
+    let calls: Vec<String> =
+        sqlx::query_scalar("SELECT call_sid FROM lead_calls ORDER BY call_sid").fetch_all(&pool).await.unwrap();
+    assert_eq!(calls, vec!["CA0005", "CA0006"]);
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_crm_sees_a_valid_signature_and_the_same_delivery_id_on_a_retry(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    world.fakes.fail(Endpoint::Crm, Canned::status(503));
+
+    announce(&pool, &world.fakes, "CA0007", 95, CUSTOMER).await;
+    wait_for_errors(&pool, "create-lead", 1).await;
+    make_retries_due(&pool, "create-lead").await;
+    wait_for_count(&pool, "lead_calls WHERE crm_delivered_at IS NOT NULL", 1).await;
+
+    let deliveries = world.fakes.crm_deliveries();
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[0].delivery_id, deliveries[1].delivery_id);
+    assert!(!deliveries[0].delivery_id.is_empty());
+    for delivery in &deliveries {
+        let mut mac = Hmac::<Sha256>::new_from_slice(CRM_SECRET.as_bytes()).unwrap();
+        mac.update(&delivery.body);
+        assert_eq!(delivery.signature, format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
+        let lead: Value = serde_json::from_slice(&delivery.body).unwrap();
+        assert_eq!(lead["phone"], CUSTOMER);
+    }
+    assert_eq!(count(&pool, "leads").await, 1);
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn short_calls_are_not_transcribed_and_say_why(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    announce(&pool, &world.fakes, "CA0008", 12, CUSTOMER).await;
+    wait_for_jobs(&pool, "transcribe", "done").await;
+
+    let (status, reason): (String, String) =
+        sqlx::query_as("SELECT status, skip_reason FROM transcripts").fetch_one(&pool).await.unwrap();
+    assert_eq!(status, "skipped");
+    assert_eq!(reason, "call lasted 12 s, under MIN_TRANSCRIBE_SECONDS=30");
+    assert_eq!(world.fakes.hits(Endpoint::Transcription), 0);
+    assert!(job_ids(&pool, "analyze").await.is_empty());
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_30_mib_recording_fails_with_the_size_limit_message(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    world.fakes.set_recording(fake_mp3(30 * 1024 * 1024));
+    announce(&pool, &world.fakes, "CA0009", 600, CUSTOMER).await;
+    wait_for_jobs(&pool, "transcribe", "dead").await;
+
+    let errors = job_errors(&pool, "transcribe").await;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].1, "recording is 30.0 MiB, over the 25 MiB transcription upload limit; not transcribed");
+    assert_eq!(world.fakes.hits(Endpoint::Transcription), 0);
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_recording_not_ready_yet_is_retried_and_rejected_credentials_are_dead(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    world.fakes.fail(Endpoint::Recording, Canned::status(404));
+    announce(&pool, &world.fakes, "CA0010", 95, CUSTOMER).await;
+    let errors = wait_for_errors(&pool, "fetch-recording", 1).await;
+    assert_eq!(errors[0].0, "retry");
+    assert!(errors[0].1.contains("not ready"), "{errors:?}");
+    make_retries_due(&pool, "fetch-recording").await;
+    wait_for_count(&pool, "recordings WHERE status = 'stored'", 1).await;
+
+    world.fakes.fail(Endpoint::Recording, Canned::status(401));
+    announce(&pool, &world.fakes, "CA0011", 95, CUSTOMER).await;
+    wait_until_dead(&pool).await;
+    let errors = job_errors(&pool, "fetch-recording").await;
+    let dead = errors.iter().find(|(outcome, _)| outcome == "dead").unwrap();
+    assert!(dead.1.contains("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"), "{dead:?}");
+    world.workers.stop().await;
+}
+
+async fn wait_until_dead(pool: &PgPool) {
+    crate::support::wait_until(std::time::Duration::from_secs(30), "a dead fetch-recording job", || async {
+        count(pool, "job_overview WHERE kind = 'fetch-recording' AND state = 'dead'").await == 1
+    })
+    .await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn auto_analyze_off_stops_the_chain_after_the_transcript(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let pipeline = PipelineSettings { auto_analyze: false, ..PipelineSettings::default() };
+    let world = World::build(&pool, None, |ports, _| Ports { pipeline, ..ports }).await;
+    announce(&pool, &world.fakes, "CA0012", 95, CUSTOMER).await;
+    wait_for_jobs(&pool, "transcribe", "done").await;
+    assert_eq!(count(&pool, "transcripts WHERE status = 'transcribed'").await, 1);
+    assert!(job_ids(&pool, "analyze").await.is_empty());
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn refusals_truncated_answers_and_out_of_range_values_are_retried_and_never_stored(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    let mut out_of_range = hot_insight();
+    out_of_range["lead_score"] = json!(150);
+    world.fakes.fail(Endpoint::Chat, Canned::chat(Value::Null, json!("I can't help with that."), "stop"));
+    world.fakes.fail(Endpoint::Chat, Canned::chat(json!("{\"customer_name\": \"Ra"), Value::Null, "length"));
+    world.fakes.fail(Endpoint::Chat, Canned::chat(json!(out_of_range.to_string()), Value::Null, "stop"));
+
+    announce(&pool, &world.fakes, "CA0013", 95, CUSTOMER).await;
+    for n in 1..=3 {
+        wait_for_errors(&pool, "analyze", n).await;
+        assert_eq!(count(&pool, "insights").await, 0);
+        make_retries_due(&pool, "analyze").await;
+    }
+    wait_for_count(&pool, "leads", 1).await;
+    let messages: Vec<String> = job_errors(&pool, "analyze").await.into_iter().map(|(_, m)| m).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "the model refused: I can't help with that.",
+            "the answer was cut off (finish_reason=length): JSON incomplete",
+            "lead_score 150 is outside 0-100",
+        ]
+    );
+    assert_eq!(count(&pool, "insights").await, 1);
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn gpt_4o_transcribe_is_asked_for_json_and_stored_without_segments(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::build(&pool, None, |ports, fakes| Ports {
+        transcriber: Some(fakes.openai("gpt-4o-transcribe")),
+        ..ports
+    })
+    .await;
+    announce(&pool, &world.fakes, "CA0014", 95, CUSTOMER).await;
+    wait_for_count(&pool, "leads", 1).await;
+
+    let sent = &world.fakes.transcription_requests()[0];
+    assert!(
+        sent.contains("gpt-4o-transcribe")
+            && !sent.contains("verbose_json")
+            && !sent.contains("timestamp_granularities")
+    );
+    let (text, language, segments, model): (String, Option<String>, Option<Value>, String) =
+        sqlx::query_as("SELECT text, language, segments, model FROM transcripts").fetch_one(&pool).await.unwrap();
+    assert_eq!((text.as_str(), language, segments, model.as_str()), (TRANSCRIPT, None, None, "gpt-4o-transcribe"));
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_worker_binary_runs_the_chain_configured_from_the_environment(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let fakes = super::fakes::Fakes::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut worker = binary::command(&pool, &["worker"])
+        .env("RECORDING_STORAGE", "local")
+        .env("RECORDING_DIR", dir.path())
+        .env("TWILIO_ACCOUNT_SID", super::fakes::ACCOUNT_SID)
+        .env("TWILIO_AUTH_TOKEN", super::fakes::AUTH_TOKEN)
+        .env("PUBLIC_BASE_URL", "https://switchboard.test")
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("OPENAI_BASE_URL", format!("{}/v1", fakes.base_url))
+        .env("CRM_WEBHOOK_URL", format!("{}/crm", fakes.base_url))
+        .env("CRM_WEBHOOK_SECRET", CRM_SECRET)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    announce(&pool, &fakes, "CA0201", 95, CUSTOMER).await;
+    wait_for_count(&pool, "lead_calls WHERE crm_delivered_at IS NOT NULL", 1).await;
+    let stored = std::fs::read(dir.path().join("twilio/CA0201/RE0201.mp3")).unwrap();
+    assert_eq!(stored, fakes.recording());
+    assert_eq!(fakes.crm_deliveries().len(), 1);
+    worker.start_kill().unwrap();
+    worker.wait().await.unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn reprocessing_from_the_start_fetches_again_and_keeps_one_lead(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    announce(&pool, &world.fakes, "CA0015", 95, CUSTOMER).await;
+    wait_for_count(&pool, "lead_calls WHERE crm_delivered_at IS NOT NULL", 1).await;
+
+    let mut tx = pool.begin().await.unwrap();
+    let enqueued = switchboard_jobs::pipeline::reprocess(&mut tx, "CA0015", Default::default()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(enqueued, 1);
+    wait_until_crm_told(&world, 2).await;
+    wait_for_count(&pool, "lead_calls WHERE crm_delivered_at IS NOT NULL", 1).await;
+
+    for endpoint in [Endpoint::Recording, Endpoint::Transcription, Endpoint::Chat] {
+        assert_eq!(world.fakes.hits(endpoint), 2, "{endpoint:?}");
+    }
+    let deliveries = world.fakes.crm_deliveries();
+    assert_ne!(deliveries[0].delivery_id, deliveries[1].delivery_id, "a new insight is a new delivery");
+    for table in ["recordings", "transcripts", "insights", "leads", "lead_calls"] {
+        assert_eq!(count(&pool, table).await, 1, "{table}");
+    }
+    world.workers.stop().await;
+}
+
+async fn wait_until_crm_told(world: &World, times: usize) {
+    crate::support::wait_until(std::time::Duration::from_secs(30), "CRM deliveries", || async {
+        world.fakes.crm_deliveries().len() == times
+    })
+    .await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_exotel_recording_is_fetched_from_its_url_as_given(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    let sid = "b6cfaf0e2f8e9b1d4d1c2a3b4c5d6e7f";
+    let recording = RecordingRef {
+        provider: Provider::Exotel,
+        call_sid: sid.to_owned(),
+        recording_sid: sid.to_owned(),
+        url: format!("{}/exotel/recordings/{sid}.wav?validity=60", world.fakes.base_url),
+        duration_seconds: None,
+        customer_phone: Some(CUSTOMER.to_owned()),
+    };
+    let mut tx = pool.begin().await.unwrap();
+    request_fetch(&mut tx, &recording).await.unwrap();
+    tx.commit().await.unwrap();
+    wait_for_count(&pool, "leads", 1).await;
+
+    let (key, content_type): (String, String) =
+        sqlx::query_as("SELECT storage_key, content_type FROM recordings").fetch_one(&pool).await.unwrap();
+    assert_eq!(key, format!("exotel/{sid}/{sid}.wav"));
+    assert_eq!(content_type, "audio/wav");
+    assert!(world.fakes.transcription_requests()[0].contains(&format!("{sid}.wav")));
+    world.workers.stop().await;
+}

@@ -1,0 +1,225 @@
+//! `switchboard jobs ...` run as operators run it: the real binary against a
+//! real database, checking what it prints and what it changed.
+
+use serde_json::Value;
+use sqlx::PgPool;
+use switchboard_jobs::noop::Noop;
+use switchboard_jobs::queue;
+
+use crate::support::{binary, job_state, migrate};
+
+async fn jobs(pool: &PgPool, args: &[&str]) -> (String, String, bool) {
+    let mut full = vec!["jobs"];
+    full.extend_from_slice(args);
+    let out = binary::run(pool, &full).await;
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+    )
+}
+
+async fn json(pool: &PgPool, args: &[&str]) -> Value {
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let (stdout, stderr, ok) = jobs(pool, &with_json).await;
+    assert!(ok, "jobs {args:?} failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("jobs {args:?} printed no JSON ({e}): {stdout}"))
+}
+
+/// A dead `noop` job with two recorded errors, as a failing handler leaves it.
+async fn dead_job(pool: &PgPool) -> String {
+    let mut conn = pool.acquire().await.unwrap();
+    let id = queue::enqueue(&mut conn, &Noop { sleep_ms: 7 }).await.unwrap().unwrap();
+    sqlx::query(
+        "UPDATE apalis.jobs SET status = 'Killed', attempts = 2, done_at = now() - interval '1 minute',
+                last_result = '{\"Err\": \"recording not found\"}' WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO job_errors (job_id, attempt, outcome, message) VALUES
+         ($1, 1, 'retry', 'provider timed out'), ($1, 2, 'dead', 'recording not found')",
+    )
+    .bind(&id)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    id
+}
+
+async fn pending_job(pool: &PgPool) -> String {
+    let mut conn = pool.acquire().await.unwrap();
+    queue::enqueue(&mut conn, &Noop::default()).await.unwrap().unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn list_filters_by_state_and_prints_a_table_or_json(pool: PgPool) {
+    migrate(&pool).await;
+    let dead = dead_job(&pool).await;
+    let pending = pending_job(&pool).await;
+
+    let listed = json(&pool, &["list", "--state", "dead"]).await;
+    let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![dead.as_str()]);
+    assert_eq!(listed[0]["last_error"], "recording not found");
+
+    let all = json(&pool, &["list", "--kind", "noop", "--since", "2h"]).await;
+    assert_eq!(all.as_array().unwrap().len(), 2);
+
+    let (table, _, ok) = jobs(&pool, &["list"]).await;
+    assert!(ok);
+    assert!(table.contains(&dead) && table.contains(&pending), "{table}");
+    assert!(table.contains("dead") && table.contains("pending"), "{table}");
+
+    let (_, stderr, ok) = jobs(&pool, &["list", "--state", "stuck"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("unknown state \"stuck\""), "{stderr}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn show_prints_payload_attempts_and_every_error(pool: PgPool) {
+    migrate(&pool).await;
+    let id = dead_job(&pool).await;
+    let shown = json(&pool, &["show", &id]).await;
+    assert_eq!(shown["payload"]["sleep_ms"], 7);
+    assert_eq!(shown["attempts"], 2);
+    let messages: Vec<&str> =
+        shown["errors"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, vec!["provider timed out", "recording not found"]);
+
+    let (text, _, ok) = jobs(&pool, &["show", &id]).await;
+    assert!(ok);
+    assert!(text.contains("attempts 2/") && text.contains("provider timed out"), "{text}");
+
+    let (_, stderr, ok) = jobs(&pool, &["show", "01KAKZ0000000000000000000Z"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("no job with id 01KAKZ0000000000000000000Z"), "{stderr}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn replay_by_id_resets_attempts_and_says_what_changed(pool: PgPool) {
+    migrate(&pool).await;
+    let id = dead_job(&pool).await;
+    let (text, _, ok) = jobs(&pool, &["replay", &id]).await;
+    assert!(ok);
+    assert!(text.starts_with("replayed 1 job(s)"), "{text}");
+    assert!(text.contains(&id) && text.contains("dead"), "prints the job as it was: {text}");
+    assert_eq!(job_state(&pool, &id).await, "pending");
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM apalis.jobs WHERE id = $1").bind(&id).fetch_one(&pool).await.unwrap();
+    assert_eq!(attempts, 0);
+}
+
+#[sqlx::test(migrations = false)]
+async fn replay_by_kind_and_state_dry_run_changes_nothing_then_replays_only_dead_jobs(pool: PgPool) {
+    migrate(&pool).await;
+    let dead = [dead_job(&pool).await, dead_job(&pool).await];
+    let pending = pending_job(&pool).await;
+
+    let dry = json(&pool, &["replay", "--kind", "noop", "--state", "dead", "--since", "2h", "--dry-run"]).await;
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["replayed"].as_array().unwrap().len(), 2);
+    for id in &dead {
+        assert_eq!(job_state(&pool, id).await, "dead", "dry run changed nothing");
+    }
+
+    let done = json(&pool, &["replay", "--kind", "noop", "--state", "dead"]).await;
+    assert_eq!(done["replayed"].as_array().unwrap().len(), 2);
+    for id in &dead {
+        assert_eq!(job_state(&pool, id).await, "pending");
+    }
+    assert_eq!(job_state(&pool, &pending).await, "pending");
+
+    let (_, stderr, ok) = jobs(&pool, &["replay"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("nothing to replay"), "{stderr}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn discard_removes_dead_jobs_and_their_errors(pool: PgPool) {
+    migrate(&pool).await;
+    let id = dead_job(&pool).await;
+    let discarded = json(&pool, &["discard", &id, "01KAKZ0000000000000000000Z"]).await;
+    assert_eq!(discarded["discarded"], serde_json::json!([id]));
+    assert_eq!(discarded["not_discarded"], serde_json::json!(["01KAKZ0000000000000000000Z"]));
+    let left: (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM apalis.jobs), (SELECT count(*) FROM job_errors)")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left, (0, 0));
+}
+
+#[sqlx::test(migrations = false)]
+async fn stats_counts_per_kind_and_state_with_the_oldest_pending_age(pool: PgPool) {
+    migrate(&pool).await;
+    dead_job(&pool).await;
+    let old = pending_job(&pool).await;
+    pending_job(&pool).await;
+    sqlx::query("UPDATE apalis.jobs SET run_at = now() - interval '90 seconds' WHERE id = $1")
+        .bind(&old)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, done_at)
+         VALUES ('01KAKZ0000000000000000000D', 'noop', convert_to('{}', 'UTF8'), 'Done', 1, 3, now(), 0, now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let stats = json(&pool, &["stats"]).await;
+    let counts: Vec<(String, String, i64)> = stats["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (c["kind"].as_str().unwrap().into(), c["state"].as_str().unwrap().into(), c["count"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("noop".into(), "dead".into(), 1),
+            ("noop".into(), "done".into(), 1),
+            ("noop".into(), "pending".into(), 2)
+        ]
+    );
+    let age = stats["oldest_pending_age_s"].as_f64().unwrap();
+    assert!((90.0..120.0).contains(&age), "{age}");
+    assert_eq!(stats["finished_last_5m"], 1);
+
+    let (table, _, ok) = jobs(&pool, &["stats"]).await;
+    assert!(ok && table.contains("oldest pending job: 9"), "{table}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn prune_deletes_only_finished_jobs_older_than_asked(pool: PgPool) {
+    migrate(&pool).await;
+    let dead = dead_job(&pool).await;
+    sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, done_at) VALUES
+         ('01KAKZ0000000000000000000E', 'noop', convert_to('{}', 'UTF8'), 'Done', 1, 3, now(), 0, now() - interval '8 days'),
+         ('01KAKZ0000000000000000000F', 'noop', convert_to('{}', 'UTF8'), 'Done', 1, 3, now(), 0, now() - interval '1 day')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE apalis.jobs SET done_at = now() - interval '30 days' WHERE id = $1")
+        .bind(&dead)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let pruned = json(&pool, &["prune", "--older-than", "7d"]).await;
+    assert_eq!(pruned["deleted"], 1);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM apalis.jobs ORDER BY id").fetch_all(&pool).await.unwrap();
+    let mut expected = vec![dead, "01KAKZ0000000000000000000F".to_owned()];
+    expected.sort();
+    assert_eq!(left, expected, "dead jobs are kept whatever their age");
+}

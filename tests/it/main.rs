@@ -1,0 +1,14 @@
+//! Integration tests against a real PostgreSQL: one binary, one module per area.
+
+mod support;
+
+mod after_call;
+mod cli;
+mod demo;
+mod health;
+mod inbound;
+mod outbound;
+mod queue;
+mod seams;
+mod storage;
+mod window;

@@ -1,0 +1,360 @@
+//! The queue's contract: transactional enqueue, durable backoff, dead jobs and
+//! replay, snooze, undecodable payloads, and surviving the database going away.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use switchboard_jobs::noop::Noop;
+use switchboard_jobs::ports::Ports;
+use switchboard_jobs::queue::{self, EnqueueOptions, Job, JobContext, JobError, Registry, RetryPolicy};
+
+use crate::support::{Workers, binary, job_state, migrate, wait_until};
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// Fails its first `failures` runs, then succeeds; counts runs in `runs`.
+#[derive(Serialize, Deserialize)]
+struct Flaky {
+    key: String,
+    failures: i32,
+}
+
+impl Job for Flaky {
+    const KIND: &'static str = "test-flaky";
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 5,
+            initial_delay: Duration::from_secs(10),
+            multiplier: 2.0,
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        }
+    }
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        let runs = count_run(&ctx.pool, &self.key).await?;
+        let fixed: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM fixed WHERE key = $1)")
+            .bind(&self.key)
+            .fetch_one(&ctx.pool)
+            .await?;
+        if runs <= self.failures && !fixed {
+            return Err(JobError::retry(format!("upstream down (run {runs})")));
+        }
+        Ok(())
+    }
+}
+
+/// Counts one more run of the job with `key`; returns how many so far.
+async fn count_run(pool: &PgPool, key: &str) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO runs (key, n) VALUES ($1, 1) ON CONFLICT (key) DO UPDATE SET n = runs.n + 1 RETURNING n",
+    )
+    .bind(key)
+    .fetch_one(pool)
+    .await
+}
+
+/// Snoozes for an hour on its first run, then succeeds.
+#[derive(Serialize, Deserialize)]
+struct SnoozeOnce {
+    key: String,
+}
+
+impl Job for SnoozeOnce {
+    const KIND: &'static str = "test-snooze";
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        let runs = count_run(&ctx.pool, &self.key).await?;
+        if runs == 1 {
+            return Err(JobError::snooze(
+                chrono::Utc::now() + chrono::Duration::hours(1),
+                "outside the calling window",
+            ));
+        }
+        Ok(())
+    }
+}
+
+async fn setup(pool: &PgPool) {
+    migrate(pool).await;
+    sqlx::raw_sql(
+        "CREATE TABLE runs (key text PRIMARY KEY, n int NOT NULL); CREATE TABLE fixed (key text PRIMARY KEY);",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+fn registry() -> Registry {
+    Registry::default().with::<Noop>().with::<Flaky>().with::<SnoozeOnce>()
+}
+
+async fn runs(pool: &PgPool, key: &str) -> i32 {
+    sqlx::query_scalar("SELECT COALESCE((SELECT n FROM runs WHERE key = $1), 0)")
+        .bind(key)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn enqueue<J: Job>(pool: &PgPool, job: &J) -> String {
+    let mut conn = pool.acquire().await.unwrap();
+    queue::enqueue(&mut conn, job).await.unwrap().expect("new job")
+}
+
+/// Makes a waiting job due now, standing in for the clock moving on.
+async fn make_due(pool: &PgPool, id: &str) {
+    sqlx::query("UPDATE apalis.jobs SET run_at = now() WHERE id = $1").bind(id).execute(pool).await.unwrap();
+}
+
+async fn wait_for_state(pool: &PgPool, id: &str, state: &str) {
+    wait_until(LONG, &format!("job {id} to be {state}"), || async { job_state(pool, id).await == state }).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_job_enqueued_in_a_rolled_back_transaction_does_not_exist(pool: PgPool) {
+    setup(&pool).await;
+    let mut tx = pool.begin().await.unwrap();
+    queue::enqueue(&mut tx, &Noop::default()).await.unwrap();
+    tx.rollback().await.unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs").fetch_one(&pool).await.unwrap();
+    assert_eq!(jobs, 0);
+
+    let mut tx = pool.begin().await.unwrap();
+    let id = queue::enqueue(&mut tx, &Noop::default()).await.unwrap().unwrap();
+    tx.commit().await.unwrap();
+    let workers = Workers::start(&pool, registry(), Ports::default());
+    wait_for_state(&pool, &id, "done").await;
+    workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_duplicate_dedupe_key_enqueues_nothing_and_keeps_the_transaction_usable(pool: PgPool) {
+    setup(&pool).await;
+    let mut tx = pool.begin().await.unwrap();
+    let first = queue::enqueue_with(&mut tx, &Noop::default(), EnqueueOptions::deduped("call-1")).await.unwrap();
+    let second = queue::enqueue_with(&mut tx, &Noop::default(), EnqueueOptions::deduped("call-1")).await.unwrap();
+    sqlx::query("INSERT INTO runs (key, n) VALUES ('after-duplicate', 1)").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(first.is_some());
+    assert_eq!(second, None);
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs").fetch_one(&pool).await.unwrap();
+    assert_eq!(jobs, 1);
+    assert_eq!(runs(&pool, "after-duplicate").await, 1);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_job_failing_twice_runs_three_times_with_run_at_pushed_out_by_the_policy(pool: PgPool) {
+    setup(&pool).await;
+    let workers = Workers::start(&pool, registry(), Ports::default());
+    let id = enqueue(&pool, &Flaky { key: "k".into(), failures: 2 }).await;
+
+    for (attempt, expected_delay) in [(1, 10.0), (2, 20.0)] {
+        wait_until(LONG, "the failed attempt to be recorded", || async {
+            job_state(&pool, &id).await == "retrying" && runs(&pool, "k").await == attempt
+        })
+        .await;
+        let (delay, attempts): (f64, i32) = sqlx::query_as(
+            "SELECT extract(epoch FROM j.run_at - e.at)::float8, j.attempts FROM apalis.jobs j
+             JOIN job_errors e ON e.job_id = j.id AND e.attempt = $2 WHERE j.id = $1",
+        )
+        .bind(&id)
+        .bind(attempt)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(attempts, attempt);
+        assert!(
+            (delay - expected_delay).abs() < 0.5,
+            "attempt {attempt}: run_at pushed {delay}s, expected {expected_delay}s"
+        );
+        make_due(&pool, &id).await;
+    }
+    wait_for_state(&pool, &id, "done").await;
+    assert_eq!(runs(&pool, "k").await, 3);
+    workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_job_that_always_fails_goes_dead_keeping_every_error_and_completes_after_replay(pool: PgPool) {
+    setup(&pool).await;
+    let workers = Workers::start(&pool, registry(), Ports::default());
+    let id = enqueue(&pool, &Flaky { key: "always".into(), failures: i32::MAX }).await;
+    for attempt in 1..5 {
+        wait_until(LONG, "a retry", || async { runs(&pool, "always").await == attempt }).await;
+        wait_for_state(&pool, &id, "retrying").await;
+        make_due(&pool, &id).await;
+    }
+    wait_for_state(&pool, &id, "dead").await;
+    let errors: Vec<(i32, String, String)> =
+        sqlx::query_as("SELECT attempt, outcome, message FROM job_errors WHERE job_id = $1 ORDER BY attempt")
+            .bind(&id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let attempts: Vec<i32> = errors.iter().map(|e| e.0).collect();
+    assert_eq!(attempts, vec![1, 2, 3, 4, 5]);
+    assert_eq!(errors[4].1, "dead");
+    assert_eq!(errors[4].2, "upstream down (run 5)");
+
+    sqlx::query("INSERT INTO fixed VALUES ('always')").execute(&pool).await.unwrap();
+    let replay = binary::run(&pool, &["jobs", "replay", &id]).await;
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    wait_for_state(&pool, &id, "done").await;
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM apalis.jobs WHERE id = $1").bind(&id).fetch_one(&pool).await.unwrap();
+    assert_eq!(attempts, 1, "replay resets attempts");
+    workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_snoozed_job_keeps_its_attempt_count_and_runs_at_the_new_time(pool: PgPool) {
+    setup(&pool).await;
+    let workers = Workers::start(&pool, registry(), Ports::default());
+    let id = enqueue(&pool, &SnoozeOnce { key: "s".into() }).await;
+    wait_for_state(&pool, &id, "scheduled").await;
+    let (attempts, wait): (i32, f64) =
+        sqlx::query_as("SELECT attempts, extract(epoch FROM run_at - now())::float8 FROM apalis.jobs WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 0, "a snooze is not an attempt");
+    assert!((3590.0..=3600.0).contains(&wait), "snoozed for an hour, got {wait}s");
+
+    make_due(&pool, &id).await;
+    wait_for_state(&pool, &id, "done").await;
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT attempts FROM apalis.jobs WHERE id = $1").bind(&id).fetch_one(&pool).await.unwrap();
+    assert_eq!(attempts, 1);
+    workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_undecodable_payload_goes_dead_with_a_readable_error_and_the_worker_goes_on(pool: PgPool) {
+    setup(&pool).await;
+    let workers = Workers::start(&pool, registry(), Ports::default());
+    let bad: String = sqlx::query_scalar(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
+         VALUES ('01KAKZ0000000000000000000B', 'noop', convert_to('{\"sleep_ms\": \"soon\"}', 'UTF8'), 'Pending', 0, 3, now(), 0)
+         RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    wait_for_state(&pool, &bad, "dead").await;
+    let error: String = sqlx::query_scalar("SELECT message FROM job_errors WHERE job_id = $1")
+        .bind(&bad)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(error.starts_with("undecodable payload for noop: invalid type: string \"soon\""), "{error}");
+
+    let good = enqueue(&pool, &Noop::default()).await;
+    wait_for_state(&pool, &good, "done").await;
+    workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_payload_that_is_not_json_is_refused_at_insert(pool: PgPool) {
+    setup(&pool).await;
+    let refused = sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
+         VALUES ('01KAKZ0000000000000000000C', 'noop', '\\xff00'::bytea, 'Pending', 0, 3, now(), 0)",
+    )
+    .execute(&pool)
+    .await;
+    assert!(refused.is_err());
+}
+
+#[sqlx::test(migrations = false)]
+async fn terminating_the_workers_connections_does_not_stop_them(pool: PgPool) {
+    setup(&pool).await;
+    let workers = Workers::start(&pool, registry(), Ports::default());
+    let before = enqueue(&pool, &Noop::default()).await;
+    wait_for_state(&pool, &before, "done").await;
+
+    let terminated: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(terminated > 0, "the workers had connections to terminate");
+
+    let after = enqueue(&pool, &Noop::default()).await;
+    wait_for_state(&pool, &after, "done").await;
+    workers.stop().await;
+}
+
+/// Enqueues `count` no-op jobs that each take `sleep_ms`.
+async fn enqueue_sleepers(pool: &PgPool, count: usize, sleep_ms: u64) {
+    let mut conn = pool.acquire().await.unwrap();
+    let jobs: Vec<Noop> = (0..count).map(|_| Noop { sleep_ms }).collect();
+    queue::enqueue_many(&mut conn, &jobs).await.unwrap();
+}
+
+async fn count_in_state(pool: &PgPool, state: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM job_overview WHERE state = $1").bind(state).fetch_one(pool).await.unwrap()
+}
+
+/// Starts `switchboard worker --queues noop` with `env` and waits until it runs jobs.
+async fn start_noop_worker(pool: &PgPool, env: &[(&str, &str)]) -> tokio::process::Child {
+    let mut command = binary::command(pool, &["worker", "--queues", "noop"]);
+    command.envs(env.iter().copied());
+    let worker = command.spawn().unwrap();
+    wait_until(LONG, "jobs to be running", || async { count_in_state(pool, "running").await > 0 }).await;
+    worker
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_worker_process_killed_mid_job_has_its_jobs_completed_by_a_new_process(pool: PgPool) {
+    setup(&pool).await;
+    enqueue_sleepers(&pool, 20, 1500).await;
+    let mut first = start_noop_worker(&pool, &[("WORKER_HEARTBEAT", "1s")]).await;
+    first.start_kill().unwrap(); // SIGKILL
+    first.wait().await.unwrap();
+    assert!(count_in_state(&pool, "running").await > 0, "the kill left jobs claimed by the dead worker");
+
+    let mut second = start_noop_worker(&pool, &[("WORKER_HEARTBEAT", "1s")]).await;
+    wait_until(Duration::from_secs(60), "all 20 jobs to be done", || async {
+        count_in_state(&pool, "done").await == 20
+    })
+    .await;
+    second.start_kill().unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn sigterm_lets_running_jobs_finish_and_exits_zero_losing_nothing(pool: PgPool) {
+    setup(&pool).await;
+    enqueue_sleepers(&pool, 30, 1000).await;
+    let mut worker =
+        start_noop_worker(&pool, &[("QUEUE_NOOP_CONCURRENCY", "5"), ("QUEUE_NOOP_BATCH_SIZE", "10")]).await;
+    let pid = worker.id().unwrap() as i32;
+    assert_eq!(send_signal(pid, "TERM"), 0);
+    let status =
+        tokio::time::timeout(Duration::from_secs(25), worker.wait()).await.expect("exits within the grace").unwrap();
+    assert!(status.success(), "exit status {status}");
+
+    let states: Vec<(String, i64)> = sqlx::query_as("SELECT state, count(*) FROM job_overview GROUP BY 1 ORDER BY 1")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(states.iter().all(|(state, _)| state == "done" || state == "pending"), "nothing left claimed: {states:?}");
+    assert_eq!(states.iter().map(|(_, n)| n).sum::<i64>(), 30, "nothing lost");
+    assert!(states.iter().any(|(state, _)| state == "done"), "the running jobs finished: {states:?}");
+}
+
+/// Sends a signal with the `kill` command (no libc dependency for one call).
+fn send_signal(pid: i32, signal: &str) -> i32 {
+    std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .code()
+        .unwrap_or(-1)
+}

@@ -1,0 +1,32 @@
+//! Running the real `switchboard` binary against a test database.
+
+use std::process::{Output, Stdio};
+
+use sqlx::PgPool;
+use tokio::process::Command;
+
+/// The test database's URL, for a child process.
+pub fn database_url(pool: &PgPool) -> String {
+    let options = pool.connect_options();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
+    let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
+    url.set_path(options.get_database().expect("test pool names its database"));
+    url.to_string()
+}
+
+pub fn command(pool: &PgPool, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    command
+        .args(args)
+        .env("DATABASE_URL", database_url(pool))
+        .env("RUST_LOG", "warn")
+        .env("WORKER_POLL_INTERVAL", "100ms")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs a command to completion and returns its output.
+pub async fn run(pool: &PgPool, args: &[&str]) -> Output {
+    command(pool, args).output().await.expect("switchboard runs")
+}

@@ -1,0 +1,140 @@
+//! Twilio's and Exotel's REST APIs faked at the HTTP level on one loopback
+//! port: records every request; `To` numbers ending in 400 or 503 get those
+//! errors, in each provider's own error shape.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Form, Json, Router};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub form: Vec<(String, String)>,
+}
+
+impl Received {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct FakeProviders {
+    pub base_url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl FakeProviders {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = Self { base_url: format!("http://{}", listener.local_addr().unwrap()), ..Self::default() };
+        let app = Router::new()
+            .route("/2010-04-01/Accounts/{account}/Calls.json", post(create_call))
+            .route("/2010-04-01/Accounts/{account}/Calls/{sid}", post(update_call))
+            .route("/v1/Accounts/{account}/Calls/connect.json", post(connect_call))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        fake
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The requests that created calls, at either provider, in order.
+    pub fn placed(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/Calls.json") || r.path.ends_with("/connect.json"))
+            .collect()
+    }
+
+    fn record(&self, path: String, headers: &HeaderMap, form: Vec<(String, String)>) -> Received {
+        let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let received = Received { path, authorization, form };
+        self.received.lock().unwrap().push(received.clone());
+        received
+    }
+}
+
+/// How one provider words its answers to a call request.
+struct Dialect {
+    created: StatusCode,
+    call: fn(usize, &Received) -> Value,
+    error: fn(StatusCode) -> Value,
+}
+
+const TWILIO: Dialect = Dialect {
+    created: StatusCode::CREATED,
+    call: |n, _| json!({"sid": format!("CA{n:032x}"), "status": "queued"}),
+    error: |status| match status {
+        StatusCode::BAD_REQUEST => json!({"code": 21211, "message": "The 'To' number is not a valid phone number."}),
+        _ => json!({"code": 20503, "message": "Service unavailable"}),
+    },
+};
+
+const EXOTEL: Dialect = Dialect {
+    created: StatusCode::OK,
+    call: |n, received| {
+        let call = json!({"Sid": format!("exo{n:029x}"), "Status": "in-progress", "To": received.get("To"), "From": received.get("From")});
+        json!({ "Call": call })
+    },
+    error: |status| match status {
+        StatusCode::BAD_REQUEST => {
+            json!({"RestException": {"Status": 400, "Code": 34001, "Message": "To is not a valid phone number"}})
+        }
+        _ => json!({"RestException": {"Status": 503, "Message": "Service unavailable"}}),
+    },
+};
+
+/// Records the request; a `To` ending in 400 or 503 gets that error, any other a new call.
+fn place_call(
+    fake: &FakeProviders,
+    path: String,
+    headers: &HeaderMap,
+    form: Vec<(String, String)>,
+    dialect: &Dialect,
+) -> (StatusCode, Json<Value>) {
+    let received = fake.record(path, headers, form);
+    let to = received.get("To").unwrap_or_default();
+    match [StatusCode::BAD_REQUEST, StatusCode::SERVICE_UNAVAILABLE].into_iter().find(|s| to.ends_with(s.as_str())) {
+        Some(status) => (status, Json((dialect.error)(status))),
+        None => {
+            let n = fake.received.lock().unwrap().len();
+            (dialect.created, Json((dialect.call)(n, &received)))
+        }
+    }
+}
+
+async fn create_call(
+    State(fake): State<FakeProviders>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> (StatusCode, Json<Value>) {
+    place_call(&fake, format!("/2010-04-01/Accounts/{account}/Calls.json"), &headers, form, &TWILIO)
+}
+
+async fn update_call(
+    State(fake): State<FakeProviders>,
+    Path((account, sid)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Json<Value> {
+    fake.record(format!("/2010-04-01/Accounts/{account}/Calls/{sid}"), &headers, form);
+    Json(json!({"sid": sid.trim_end_matches(".json"), "status": "in-progress"}))
+}
+
+async fn connect_call(
+    State(fake): State<FakeProviders>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> (StatusCode, Json<Value>) {
+    place_call(&fake, format!("/v1/Accounts/{account}/Calls/connect.json"), &headers, form, &EXOTEL)
+}
