@@ -1,6 +1,7 @@
 //! `PhoneNumber`: a number in E.164 (`+919876543210`), parsed once at the
 //! edge (API bodies, Twilio's E.164, the Indian national forms Exotel sends)
 //! so the core never handles raw strings. The one phone type of both crates.
+//! Also how numbers are masked wherever they could reach a log.
 
 use std::fmt;
 
@@ -39,6 +40,38 @@ impl PhoneNumber {
     }
 }
 
+/// `+919876543210` -> `+91******3210`: enough to tell calls apart in logs.
+pub fn mask(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    if chars.len() <= 6 {
+        return "*".repeat(chars.len());
+    }
+    let keep_head = if chars[0] == '+' { 3 } else { 2 };
+    let hidden = chars.len() - keep_head - 4;
+    chars[..keep_head].iter().chain(std::iter::repeat_n(&'*', hidden)).chain(&chars[chars.len() - 4..]).collect()
+}
+
+/// `text` with every run that looks like a phone number (7 digits or more,
+/// with an optional leading `+`) masked, for free text that may quote one:
+/// a provider's error message ("The 'To' number +14155550100 is not valid").
+pub fn mask_in_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    for c in text.chars().chain(std::iter::once('\0')) {
+        if c.is_ascii_digit() || (c == '+' && run.is_empty()) {
+            run.push(c);
+            continue;
+        }
+        let digits = run.chars().filter(char::is_ascii_digit).count();
+        out.push_str(&if digits >= 7 { mask(&run) } else { std::mem::take(&mut run) });
+        run.clear();
+        if c != '\0' {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl TryFrom<String> for PhoneNumber {
     type Error = String;
 
@@ -61,7 +94,24 @@ impl fmt::Display for PhoneNumber {
 
 #[cfg(test)]
 mod tests {
-    use super::PhoneNumber;
+    use super::{PhoneNumber, mask, mask_in_text};
+
+    #[test]
+    fn masks_all_but_country_code_and_last_four() {
+        assert_eq!(mask("+919876543210"), "+91******3210");
+        assert_eq!(mask("+14158675309"), "+14*****5309");
+        assert_eq!(mask("12345"), "*****");
+    }
+
+    #[test]
+    fn masks_numbers_inside_free_text_and_leaves_short_figures() {
+        assert_eq!(
+            mask_in_text("The 'To' number +14155550100 is not valid (21211), call 09876543210"),
+            "The 'To' number +14*****0100 is not valid (21211), call 09*****3210"
+        );
+        assert_eq!(mask_in_text("answered 503 after 15s"), "answered 503 after 15s");
+        assert_eq!(mask_in_text("+ plus"), "+ plus");
+    }
 
     #[test]
     fn keeps_e164_and_drops_separators() {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use sqlx::PgPool;
 
 use crate::sim::Tally;
-use crate::telemetry::mask_phone;
+use switchboard_jobs::phone::mask as mask_phone;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AgentLine {
