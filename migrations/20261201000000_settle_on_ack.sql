@@ -10,8 +10,12 @@
 -- stays claimed by its worker until the ack, and nothing can land on the run
 -- after it. Any other way a claimed job is let go (orphan recovery after a
 -- lost heartbeat, our hand-back on shutdown) applies a waiting decision too.
+--
+-- A decision is only stored while its worker still holds the job (the row is
+-- share-locked while it is written), and only applied to that worker's claim.
 CREATE TABLE job_settlements (
     job_id text PRIMARY KEY REFERENCES apalis.jobs (id) ON DELETE CASCADE,
+    worker text NOT NULL,
     attempt integer NOT NULL,
     outcome text NOT NULL CHECK (outcome IN ('retry', 'dead', 'snoozed')),
     message text NOT NULL,
@@ -28,7 +32,13 @@ DECLARE
     decision job_settlements;
 BEGIN
     DELETE FROM job_settlements WHERE job_id = NEW.id RETURNING * INTO decision;
-    IF NOT FOUND THEN
+    IF NOT FOUND OR decision.worker IS DISTINCT FROM OLD.lock_by THEN
+        IF NEW.status = 'Pending' AND NEW.last_result ->> 'Err' = 'Re-enqueued due to worker shutdown' THEN
+            -- apalis hands back the jobs a stopping worker had claimed but not
+            -- started, counting an attempt for each: they never ran.
+            NEW.attempts := OLD.attempts;
+            NEW.last_result := OLD.last_result;
+        END IF;
         RETURN NEW;
     END IF;
     INSERT INTO job_errors (job_id, attempt, outcome, message)
@@ -53,6 +63,12 @@ BEGIN
             NEW.status := 'Killed';
         END IF;
     END IF;
+    RETURN NEW;
+EXCEPTION WHEN OTHERS THEN
+    -- This runs inside apalis's own acknowledgements and orphan recovery: an
+    -- error here would fail them all, over and over. Leave apalis's update as
+    -- it is (the job is retried at once) and say why.
+    RAISE WARNING 'switchboard: could not apply the settlement of job %: %', NEW.id, SQLERRM;
     RETURN NEW;
 END
 $$;

@@ -21,9 +21,6 @@
 //! | `OUTBOUND_PROVIDER` | (none: scheduled calls cannot be placed) | `twilio` or `exotel`: who places scheduled outbound calls |
 //! | `OUTBOUND_CALLER_ID` | required with `OUTBOUND_PROVIDER` | the number both sides see (Twilio number or ExoPhone) |
 //! | `OUTBOUND_STATUS_CALLBACK` | required with `OUTBOUND_PROVIDER` | absolute URL of the provider status webhook for outbound calls |
-//!
-//! The after-call chain's variables are documented where they are read:
-//! `after_call` (switches), `storage`, `recording_fetch`, `ai` and `crm`.
 //! | `PUBLIC_BASE_URL` | (none) | scheme and host the providers call us at, e.g. `https://switchboard.example.com`: what Twilio signs, and the base of callback URLs we hand out |
 //! | `TWILIO_ACCOUNT_SID` | (none) | account for the REST API (required with `TWILIO_AUTH_TOKEN`) |
 //! | `TWILIO_AUTH_TOKEN` | (none: Twilio webhooks refused, no Twilio calls) | primary auth token: checks `X-Twilio-Signature`, authenticates REST calls |
@@ -35,6 +32,9 @@
 //! | `EXOTEL_API_KEY`, `EXOTEL_API_TOKEN` | (none) | Basic auth for Exotel's REST API (and its recordings) |
 //! | `EXOTEL_API_BASE` | `https://api.exotel.com` | Exotel's REST API (`https://api.in.exotel.com` for Mumbai; tests point it at a local fake) |
 //! | `TRUST_FORWARDED_FOR` | `false` | take the client address from the last `X-Forwarded-For` entry (behind Heroku's router) |
+//!
+//! The after-call chain's variables are documented where they are read:
+//! `after_call` (switches), `storage`, `recording_fetch`, `ai` and `crm`.
 
 use std::env;
 use std::str::FromStr;
@@ -53,7 +53,6 @@ pub fn var(name: &str) -> Option<String> {
 }
 
 /// The variable parsed, or `default` when unset; a malformed value is an error naming it.
-#[track_caller]
 pub fn parsed<T: FromStr>(name: &str, default: T) -> anyhow::Result<T>
 where
     T::Err: std::fmt::Display,
@@ -69,6 +68,13 @@ pub fn duration(name: &str, default: &str) -> anyhow::Result<Duration> {
     let raw = var(name).unwrap_or_else(|| default.to_owned());
     humantime::parse_duration(raw.trim())
         .with_context(|| format!("{name}={raw:?} is not a duration (try 500ms, 25s, 2h, 7d)"))
+}
+
+/// Like [`duration`], refusing zero: intervals that drive timers.
+pub fn positive_duration(name: &str, default: &str) -> anyhow::Result<Duration> {
+    let value = duration(name, default)?;
+    anyhow::ensure!(!value.is_zero(), "{name} must be longer than zero");
+    Ok(value)
 }
 
 #[derive(Debug, Clone)]
@@ -107,8 +113,8 @@ pub fn supervisor_from_env<'a>(kinds: impl Iterator<Item = &'a str>) -> anyhow::
     let defaults =
         QueueLimits { concurrency: parsed("WORKER_CONCURRENCY", 10)?, batch_size: parsed("WORKER_BATCH_SIZE", 20)? };
     let mut queues = QueueSettings {
-        poll_interval: duration("WORKER_POLL_INTERVAL", "500ms")?,
-        heartbeat_interval: duration("WORKER_HEARTBEAT", "5s")?,
+        poll_interval: positive_duration("WORKER_POLL_INTERVAL", "500ms")?,
+        heartbeat_interval: positive_duration("WORKER_HEARTBEAT", "5s")?,
         defaults,
         ..QueueSettings::default()
     };
@@ -128,7 +134,7 @@ pub fn supervisor_from_env<'a>(kinds: impl Iterator<Item = &'a str>) -> anyhow::
         shutdown_grace: duration("SHUTDOWN_GRACE", "25s")?,
         pruning: PruneSchedule {
             retention: duration("JOB_RETENTION", "7d")?,
-            every: duration("JOB_PRUNE_EVERY", "10m")?,
+            every: positive_duration("JOB_PRUNE_EVERY", "10m")?,
         },
     })
 }

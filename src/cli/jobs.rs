@@ -34,11 +34,12 @@ pub enum JobsCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// Run jobs again now, attempts reset: by id, or every job matching --kind/--state.
+    /// Run jobs again now, attempts reset: by id, or every job matching --kind/--state/--since.
     Replay {
         ids: Vec<String>,
         #[arg(long)]
         kind: Option<String>,
+        /// With --kind or --since: the state to replay (default: dead).
         #[arg(long)]
         state: Option<JobState>,
         #[arg(long, value_parser = parse_age)]
@@ -205,11 +206,15 @@ async fn replay_targets(
     state: Option<JobState>,
     since: Option<Duration>,
 ) -> anyhow::Result<Vec<String>> {
-    match (ids.is_empty(), kind.is_some() || state.is_some()) {
+    match (ids.is_empty(), kind.is_some() || state.is_some() || since.is_some()) {
         (false, false) => Ok(ids),
-        (false, true) => bail!("give job ids, or --kind/--state to select jobs, not both"),
+        (false, true) => bail!("give job ids, or --kind/--state/--since to select jobs, not both"),
         (true, false) => bail!("nothing to replay: give job ids, or --kind K --state dead"),
-        (true, true) => Ok(admin::matching_ids(pool, &ListFilter { state, kind, since, limit: i64::MAX }).await?),
+        (true, true) => {
+            // Selecting without a state means the dead ones: replaying done work by accident would redo it.
+            let state = Some(state.unwrap_or(JobState::Dead));
+            Ok(admin::matching_ids(pool, &ListFilter { state, kind, since, limit: i64::MAX }).await?)
+        }
     }
 }
 

@@ -139,6 +139,26 @@ async fn replay_by_kind_and_state_dry_run_changes_nothing_then_replays_only_dead
 }
 
 #[sqlx::test(migrations = false)]
+async fn replay_by_kind_without_a_state_replays_the_dead_and_never_redoes_finished_work(pool: PgPool) {
+    migrate(&pool).await;
+    let dead = dead_job(&pool).await;
+    let finished = pending_job(&pool).await;
+    sqlx::query("UPDATE apalis.jobs SET status = 'Done', attempts = 1, done_at = now() WHERE id = $1")
+        .bind(&finished)
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let replayed = json(&pool, &["replay", "--kind", "noop"]).await;
+    let ids: Vec<&str> = replayed["replayed"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![dead.as_str()]);
+    assert_eq!(job_state(&pool, &finished).await, "done");
+
+    let (_, stderr, ok) = jobs(&pool, &["replay", &dead, "--since", "2h"]).await;
+    assert!(!ok && stderr.contains("not both"), "ids and a selection together are refused: {stderr}");
+}
+
+#[sqlx::test(migrations = false)]
 async fn discard_removes_dead_jobs_and_their_errors(pool: PgPool) {
     migrate(&pool).await;
     let id = dead_job(&pool).await;

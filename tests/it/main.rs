@@ -8,6 +8,7 @@ mod demo;
 mod health;
 mod inbound;
 mod outbound;
+mod processes;
 mod queue;
 mod seams;
 mod storage;

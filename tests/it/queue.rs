@@ -333,8 +333,8 @@ async fn sigterm_lets_running_jobs_finish_and_exits_zero_losing_nothing(pool: Pg
     enqueue_sleepers(&pool, 30, 1000).await;
     let mut worker =
         start_noop_worker(&pool, &[("QUEUE_NOOP_CONCURRENCY", "5"), ("QUEUE_NOOP_BATCH_SIZE", "10")]).await;
-    let pid = worker.id().unwrap() as i32;
-    assert_eq!(send_signal(pid, "TERM"), 0);
+    let pid = worker.id().unwrap();
+    assert_eq!(binary::send_signal(pid, "TERM"), 0);
     let status =
         tokio::time::timeout(Duration::from_secs(25), worker.wait()).await.expect("exits within the grace").unwrap();
     assert!(status.success(), "exit status {status}");
@@ -346,15 +346,13 @@ async fn sigterm_lets_running_jobs_finish_and_exits_zero_losing_nothing(pool: Pg
     assert!(states.iter().all(|(state, _)| state == "done" || state == "pending"), "nothing left claimed: {states:?}");
     assert_eq!(states.iter().map(|(_, n)| n).sum::<i64>(), 30, "nothing lost");
     assert!(states.iter().any(|(state, _)| state == "done"), "the running jobs finished: {states:?}");
-}
-
-/// Sends a signal with the `kill` command (no libc dependency for one call).
-fn send_signal(pid: i32, signal: &str) -> i32 {
-    std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .code()
-        .unwrap_or(-1)
+    let attempts: Vec<(String, i32, i64)> =
+        sqlx::query_as("SELECT state, attempts, count(*) FROM job_overview GROUP BY 1, 2 ORDER BY 1, 2")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(
+        attempts.iter().all(|(state, n, _)| (state == "done" && *n == 1) || (state == "pending" && *n == 0)),
+        "each finished job ran once, and a job handed back before it ran spent no attempt: {attempts:?}"
+    );
 }

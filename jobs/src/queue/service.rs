@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::settle::{self, Settled};
 use super::{Job, JobContext, JobError, RetryPolicy};
+use crate::phone;
 use crate::ports::Ports;
 
 pub(crate) struct JobService<J> {
@@ -75,15 +76,17 @@ impl<J: Job> JobService<J> {
         let decision = decide(&J::policy(), ctx, &error);
         let stored =
             settle::record(&self.pool, &ctx.job_id, &self.worker, ctx.attempt, &decision, error.message()).await;
+        // Handlers quote the other side's messages, which may name a number.
+        let logged = phone::mask_in_text(&error.to_string());
         match (&stored, &decision) {
             (Err(db), _) => {
-                tracing::error!(error = %error, db_error = %db, "could not record the job's failure; apalis will retry it")
+                tracing::error!(error = logged, db_error = %db, "could not record the job's failure; apalis will retry it")
             }
             (Ok(()), Settled::RetryIn(delay)) => {
-                tracing::warn!(error = %error, retry_in_s = delay.as_secs_f64(), "job failed, will retry")
+                tracing::warn!(error = logged, retry_in_s = delay.as_secs_f64(), "job failed, will retry")
             }
-            (Ok(()), Settled::Dead) => tracing::error!(error = %error, "job is dead"),
-            (Ok(()), Settled::Snoozed(until)) => tracing::info!(%until, reason = error.message(), "job snoozed"),
+            (Ok(()), Settled::Dead) => tracing::error!(error = logged, "job is dead"),
+            (Ok(()), Settled::Snoozed(until)) => tracing::info!(%until, reason = logged, "job snoozed"),
         }
         Box::new(error)
     }

@@ -31,7 +31,9 @@ impl Settled {
 
 /// Stores `settled` for the run `attempt` of job `job_id` held by `worker`,
 /// for apalis's ack of that run to apply. A job no longer held by `worker`
-/// (handed to another after a lost heartbeat) is left alone. A snooze leaves
+/// (handed to another after a lost heartbeat) is left alone; the row is
+/// share-locked meanwhile, so it cannot be handed on before the decision is
+/// stored for the hand-over to apply. A snooze leaves
 /// `attempts` as it was before this run: it is not an attempt.
 pub(crate) async fn record(
     pool: &PgPool,
@@ -47,10 +49,12 @@ pub(crate) async fn record(
         Settled::Dead => (None, None),
     };
     sqlx::query(
-        "INSERT INTO job_settlements (job_id, attempt, outcome, message, retry_in, snooze_until)
-         SELECT id, $3, $4, $5, make_interval(secs => $6), $7 FROM apalis.jobs WHERE id = $1 AND lock_by = $2
+        "INSERT INTO job_settlements (job_id, worker, attempt, outcome, message, retry_in, snooze_until)
+         SELECT id, lock_by, $3, $4, $5, make_interval(secs => $6), $7 FROM apalis.jobs
+         WHERE id = $1 AND lock_by = $2 AND status IN ('Queued', 'Running')
+         FOR SHARE
          ON CONFLICT (job_id) DO UPDATE SET
-            attempt = EXCLUDED.attempt, outcome = EXCLUDED.outcome, message = EXCLUDED.message,
+            worker = EXCLUDED.worker, attempt = EXCLUDED.attempt, outcome = EXCLUDED.outcome, message = EXCLUDED.message,
             retry_in = EXCLUDED.retry_in, snooze_until = EXCLUDED.snooze_until, decided_at = now()",
     )
     .bind(job_id)

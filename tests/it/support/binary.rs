@@ -30,3 +30,15 @@ pub fn command(pool: &PgPool, args: &[&str]) -> Command {
 pub async fn run(pool: &PgPool, args: &[&str]) -> Output {
     command(pool, args).output().await.expect("switchboard runs")
 }
+
+/// Sends a signal with the `kill` command (no libc dependency for one call);
+/// returns its exit code.
+pub fn send_signal(pid: u32, signal: &str) -> i32 {
+    std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs")
+        .code()
+        .unwrap_or(-1)
+}
