@@ -30,6 +30,17 @@ pub async fn create_if_missing(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `database_url` with its password (if any) replaced by `***`, for printing.
+pub fn without_password(database_url: &str) -> String {
+    match url::Url::parse(database_url) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => database_url.to_owned(),
+    }
+}
+
 /// The tables the demo writes, emptied together (their jobs and job errors too).
 const DEMO_TABLES: &str = "lead_calls, leads, insights, transcripts, recordings, webhook_events, calls, \
 ivr_options, ivr_menus, agents, departments, scheduled_call_attempts, scheduled_calls, calling_policies, \
@@ -69,4 +80,15 @@ pub async fn reset(pool: &PgPool, recordings_dir: &Path) -> anyhow::Result<()> {
 /// A database name as an SQL identifier.
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn a_printed_url_hides_its_password_only() {
+        assert_eq!(without_password("postgres://app:s3cret@db:5432/demo"), "postgres://app:***@db:5432/demo");
+        assert_eq!(without_password("postgres://postgres@127.0.0.1/demo"), "postgres://postgres@127.0.0.1/demo");
+    }
 }

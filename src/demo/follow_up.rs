@@ -2,8 +2,9 @@
 //! calling window opened all day (`PUT /api/calling-policy`, so the demo runs
 //! at any hour; a real deployment keeps 09:00-21:00 India time), then a
 //! follow-up call scheduled for every hot lead (`POST /api/scheduled-calls`).
-//! The worker places them through the simulated Twilio; a customer who does
-//! not pick up is called again two seconds later.
+//! The worker places them through the simulated provider (Twilio, or
+//! Exotel's Connect); a customer who does not pick up is called again two
+//! seconds later.
 
 use anyhow::bail;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! kind with the real adapters, and the simulated Twilio or Exotel and OpenAI
 //! (`sim`) they talk to over HTTP. Seeds a company, places calls, waits for
 //! the after-call chain to settle, schedules follow-up calls to the hot leads
-//! (Twilio), and prints a summary read from the database.
+//! (placed through the same provider), and prints a summary read from the database.
 
 mod database;
 mod follow_up;
@@ -28,7 +28,9 @@ pub use seed::MAIN_NUMBER;
 pub use summary::Summary;
 
 use crate::ai::{OpenAi, TokenPrices};
-use crate::config::{TwilioConfig, WebhookConfig};
+use crate::config::{ExotelConfig, TwilioConfig, WebhookConfig};
+use crate::providers::exotel_rest::ExotelRest;
+use crate::providers::telephony_router::TelephonyRouter;
 use crate::providers::twilio_rest::TwilioRest;
 use crate::recording_fetch::{BasicAuth, RecordingDownloader};
 use crate::sim::{self, Providers, Tally, Target};
@@ -66,8 +68,10 @@ pub async fn run(database_url: &str, options: DemoOptions) -> anyhow::Result<()>
         .with_context(|| format!("cannot connect to {database_url}"))?;
     let started = std::time::Instant::now();
     eprintln!(
-        "Switchboard demo: {} calls through a simulated {:?}, on {database_url} (the demo's rows are reset first)",
-        options.calls, options.provider
+        "Switchboard demo: {} calls through a simulated {:?}, on {} (the demo's rows are reset first)",
+        options.calls,
+        options.provider,
+        database::without_password(database_url)
     );
     let summary = run_on(&pool, &options).await?;
     eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
@@ -124,15 +128,25 @@ pub async fn run_on(pool: &PgPool, options: &DemoOptions) -> anyhow::Result<Summ
         Duration::from_secs(30),
     )?);
     // Scheduled calls (follow-ups, overflow callbacks) go out through the
-    // simulated Twilio whichever provider brings the calls in: placing calls
-    // through Exotel is not simulated.
-    let outbound_line = Some(OutboundLine {
-        provider: Provider::Twilio,
-        caller_id: MAIN_NUMBER.to_owned(),
-        status_callback: format!("{web_url}{TWILIO_STATUS_PATH}"),
-    });
+    // provider the calls come in by, with its own status webhook.
+    let exotel = ExotelConfig {
+        account_sid: sim::exotel::ACCOUNT_SID.to_owned(),
+        api_key: sim::exotel::API_KEY.to_owned(),
+        api_token: sim::exotel::API_TOKEN.to_owned(),
+        api_base: providers.exotel.base_url.clone(),
+    };
+    let status_callback = match options.provider {
+        Provider::Twilio => format!("{web_url}{TWILIO_STATUS_PATH}"),
+        Provider::Exotel => format!("{web_url}/webhooks/exotel/{}/status", target.exotel_secret),
+    };
+    let outbound_line =
+        Some(OutboundLine { provider: options.provider, caller_id: MAIN_NUMBER.to_owned(), status_callback });
+    let telephony = TelephonyRouter {
+        twilio: Some(Arc::new(TwilioRest::new(twilio))),
+        exotel: Some(Arc::new(ExotelRest::new(exotel))),
+    };
     let ports = Ports {
-        telephony: Some(Arc::new(TwilioRest::new(twilio))),
+        telephony: Some(Arc::new(telephony)),
         outbound_line,
         recordings: Some(recordings),
         recording_fetcher: Some(Arc::new(RecordingDownloader::new(
@@ -161,10 +175,8 @@ pub async fn run_on(pool: &PgPool, options: &DemoOptions) -> anyhow::Result<Summ
     sim::run_calls(&providers, options.provider, options.calls, options.rate, &calls_bar).await;
     calls_bar.finish();
     settle(pool, options.progress, "after-call jobs", || 0).await?;
-    if options.provider == Provider::Twilio {
-        follow_up::schedule(pool, &web_url, &options.api_token).await?;
-        settle(pool, options.progress, "follow-up calls", || providers.twilio.placed_calls_in_progress()).await?;
-    }
+    follow_up::schedule(pool, &web_url, &options.api_token).await?;
+    settle(pool, options.progress, "follow-up calls", || providers.customers.in_progress()).await?;
 
     let _ = stop_worker.send(());
     worker.await?;

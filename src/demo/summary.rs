@@ -263,7 +263,11 @@ impl Summary {
             let _ = writeln!(out, "  {} {:<16} {}", job.id, job.kind, job.error.as_deref().unwrap_or("-"));
         }
         let ids: Vec<&str> = self.dead_jobs.iter().map(|j| j.id.as_str()).collect();
-        let _ = writeln!(out, "  replay them: DATABASE_URL={database_url} switchboard jobs replay {}", ids.join(" "));
+        let _ = writeln!(
+            out,
+            "  replay them: DATABASE_URL={database_url} cargo run --release -- jobs replay {}",
+            ids.join(" ")
+        );
     }
 }
 
@@ -298,7 +302,7 @@ mod tests {
 
         assert!(rendered.contains("Dead jobs: 2"));
         assert!(rendered.contains(
-            "DATABASE_URL=postgres://localhost/switchboard_demo switchboard jobs replay 01JDEMO0000000000000000001 01JDEMO0000000000000000002"
+            "DATABASE_URL=postgres://localhost/switchboard_demo cargo run --release -- jobs replay 01JDEMO0000000000000000001 01JDEMO0000000000000000002"
         ));
     }
 }

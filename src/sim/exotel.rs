@@ -4,27 +4,37 @@
 //! the Connect applet's "dial whom" request (header `Exotel-Version: 1.0`),
 //! the agent or the voicemail applet, then the StatusCallback as JSON with
 //! `Legs` (sometimes delivered twice, as Exotel retries). Recordings are
-//! served over HTTP at pre-signed-style URLs, as Exotel links them.
+//! served over HTTP at pre-signed-style URLs, as Exotel links them. Its REST
+//! API's `Calls/connect.json` (HTTP Basic auth) places the worker's outbound
+//! calls: the agent (`From`) is rung first, then the customer (`To`), and the
+//! terminal StatusCallback comes back as JSON with the `CustomField` given.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use base64::Engine;
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use super::scripts::Script;
-use super::{CallPlan, Exchanges, Target, client, exchange};
+use super::scripts::{self, Script};
+use super::{CallPlan, Customers, Exchanges, Target, client, exchange};
+
+/// The simulated Exotel account the worker's REST client uses.
+pub const ACCOUNT_SID: &str = "switchboard-demo";
+pub const API_KEY: &str = "demo-exotel-key";
+pub const API_TOKEN: &str = "demo-exotel-token";
 
 #[derive(Clone)]
 pub struct ExotelSim {
-    /// Where recordings are served.
+    /// Where recordings and the REST API are served (`EXOTEL_API_BASE`).
     pub base_url: String,
     recordings: Arc<Mutex<HashMap<String, &'static Script>>>,
+    customers: Customers,
     target: Target,
     exchanges: Exchanges,
 }
@@ -40,10 +50,19 @@ fn india_now() -> String {
 }
 
 impl ExotelSim {
-    pub async fn start(target: &Target, exchanges: &Exchanges) -> anyhow::Result<Self> {
+    pub async fn start(target: &Target, exchanges: &Exchanges, customers: &Customers) -> anyhow::Result<Self> {
         let (listener, base_url) = super::listen().await?;
-        let sim = Self { base_url, recordings: Arc::default(), target: target.clone(), exchanges: exchanges.clone() };
-        let app = Router::new().route("/recordings/{file}", get(recording)).with_state(sim.clone());
+        let sim = Self {
+            base_url,
+            recordings: Arc::default(),
+            customers: customers.clone(),
+            target: target.clone(),
+            exchanges: exchanges.clone(),
+        };
+        let app = Router::new()
+            .route("/recordings/{file}", get(recording))
+            .route("/v1/Accounts/{account}/Calls/connect.json", post(connect))
+            .with_state(sim.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(sim)
     }
@@ -54,6 +73,54 @@ impl ExotelSim {
         let flow = Flow { sim: self, target, plan, exchanges, call_sid: uuid::Uuid::new_v4().simple().to_string() };
         flow.run().await;
     }
+
+    fn recording_url(&self, call_sid: &str) -> String {
+        format!("{}/recordings/{call_sid}.mp3", self.base_url)
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{API_KEY}:{API_TOKEN}"));
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(format!("Basic {credentials}").as_str())
+    }
+
+    /// A call `Calls/connect.json` placed: the agent answers, then the
+    /// customer picks up (or, the first time, maybe not); then the terminal
+    /// StatusCallback, as JSON with both legs and the `CustomField`.
+    async fn connect_call(self, call: ConnectRequest) {
+        let answers = self.customers.ring(&call.to);
+        let script = scripts::by_id(scripts::FOLLOW_UP).expect("the follow-up script exists");
+        let plan = CallPlan { script, caller: call.to.clone(), first_agent_misses: false, messy_delivery: false };
+        tokio::time::sleep(if answers { plan.talk_time(&self.target) } else { plan.talk_time(&self.target) / 4 }).await;
+        let duration = if answers { script.duration_secs } else { 0 };
+        let (status, customer_status) = if answers { ("completed", "completed") } else { ("no-answer", "no-answer") };
+        if answers {
+            self.recordings.lock().expect("exotel sim").insert(call.sid.clone(), script);
+        }
+        let body = json!({
+            "CallSid": call.sid, "EventType": "terminal", "Status": status,
+            "DateCreated": india_now(), "DateUpdated": india_now(), "StartTime": india_now(), "EndTime": india_now(),
+            "To": local(&call.to), "From": local(&call.from), "PhoneNumberSid": local(&call.caller_id),
+            "Direction": "outbound-api", "ConversationDuration": duration, "CustomField": call.custom_field,
+            "RecordingUrl": if answers { Value::from(self.recording_url(&call.sid)) } else { Value::Null },
+            "Legs": [
+                { "Number": local(&call.from), "Type": "single", "OnCallDuration": duration, "Status": "completed", "AnsweredBy": "Human" },
+                { "Number": local(&call.to), "Type": "single", "OnCallDuration": duration, "Status": customer_status,
+                  "AnsweredBy": if answers { "Human" } else { "NA" } },
+            ],
+        });
+        exchange(&self.exchanges, "status", client().post(&call.status_callback).json(&body)).await;
+        self.customers.hang_up();
+    }
+}
+
+/// What the worker asked `Calls/connect.json` for.
+struct ConnectRequest {
+    sid: String,
+    from: String,
+    to: String,
+    caller_id: String,
+    custom_field: Option<String>,
+    status_callback: String,
 }
 
 struct Flow<'a> {
@@ -127,7 +194,7 @@ impl Flow<'_> {
             "To": local(&self.target.our_number), "From": local(&self.plan.caller),
             "PhoneNumberSid": local(&self.target.our_number), "Direction": "inbound",
             "ConversationDuration": duration, "CustomField": null,
-            "RecordingUrl": format!("{}/recordings/{}.mp3", self.sim.base_url, self.call_sid),
+            "RecordingUrl": self.sim.recording_url(&self.call_sid),
             "Legs": legs,
         })
     }
@@ -139,4 +206,45 @@ async fn recording(State(sim): State<ExotelSim>, Path(file): Path<String>) -> Re
         Some(script) => ([("content-type", "audio/mpeg")], script.recording()).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// Exotel's error body for a request it refuses.
+fn refused(status: StatusCode, code: u32, message: &str) -> Response {
+    (status, Json(json!({ "RestException": { "Status": status.as_u16(), "Code": code, "Message": message } })))
+        .into_response()
+}
+
+async fn connect(
+    State(sim): State<ExotelSim>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if account != ACCOUNT_SID || !sim.authorized(&headers) {
+        return refused(StatusCode::UNAUTHORIZED, 20003, "Authentication is required to view this resource.");
+    }
+    let field = |name: &str| form.get(name).filter(|v| !v.is_empty()).cloned();
+    let (Some(from), Some(to), Some(caller_id)) = (field("From"), field("To"), field("CallerId")) else {
+        return refused(StatusCode::BAD_REQUEST, 34001, "From, To and CallerId are required");
+    };
+    let Some(status_callback) = field("StatusCallback") else {
+        return refused(StatusCode::BAD_REQUEST, 34002, "StatusCallback is required by this simulator");
+    };
+    let call = ConnectRequest {
+        sid: uuid::Uuid::new_v4().simple().to_string(),
+        from,
+        to,
+        caller_id,
+        custom_field: field("CustomField"),
+        status_callback,
+    };
+    let answer = json!({ "Call": {
+        "Sid": call.sid, "ParentCallSid": null, "DateCreated": india_now(), "DateUpdated": india_now(),
+        "AccountSid": ACCOUNT_SID, "To": local(&call.to), "From": local(&call.from),
+        "PhoneNumberSid": local(&call.caller_id), "Status": "in-progress", "StartTime": india_now(),
+        "EndTime": null, "Duration": null, "Price": null, "Direction": "outbound-api", "AnsweredBy": null,
+        "Uri": format!("/v1/Accounts/{ACCOUNT_SID}/Calls/{}.json", call.sid), "RecordingUrl": null,
+    }});
+    tokio::spawn(sim.connect_call(call));
+    Json(answer).into_response()
 }

@@ -9,6 +9,7 @@ pub mod openai;
 pub mod scripts;
 pub mod twilio;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -109,21 +110,58 @@ impl CallPlan {
     }
 }
 
+/// The customers that scheduled calls ring, whichever provider places them:
+/// a customer whose number ends in an odd digit misses the first call.
+#[derive(Debug, Clone, Default)]
+pub struct Customers(Arc<Mutex<CustomerBook>>);
+
+#[derive(Debug, Default)]
+struct CustomerBook {
+    /// Calls placed to each customer so far.
+    dialled: HashMap<String, usize>,
+    /// Of those, the ones not over yet.
+    in_progress: usize,
+}
+
+impl Customers {
+    /// A call to `customer` starts ringing: whether they will pick up.
+    fn ring(&self, customer: &str) -> bool {
+        let mut book = self.0.lock().expect("customers");
+        book.in_progress += 1;
+        let count = book.dialled.entry(customer.to_owned()).or_default();
+        *count += 1;
+        let odd = customer.chars().last().and_then(|c| c.to_digit(10)).is_some_and(|d| d % 2 == 1);
+        *count > 1 || !odd
+    }
+
+    /// A call [`ring`](Self::ring) started is over.
+    fn hang_up(&self) {
+        self.0.lock().expect("customers").in_progress -= 1;
+    }
+
+    /// Customers' phones still ringing or in a call placed to them.
+    pub fn in_progress(&self) -> usize {
+        self.0.lock().expect("customers").in_progress
+    }
+}
+
 /// The simulated providers a run needs, started on loopback ports, calling
 /// `target` and logging every request they make in `exchanges`.
 pub struct Providers {
     pub twilio: twilio::TwilioSim,
     pub exotel: exotel::ExotelSim,
     pub exchanges: Exchanges,
+    pub customers: Customers,
 }
 
 impl Providers {
     pub async fn start(target: &Target) -> anyhow::Result<Self> {
-        let exchanges = Exchanges::default();
+        let (exchanges, customers) = (Exchanges::default(), Customers::default());
         Ok(Self {
-            twilio: twilio::TwilioSim::start(target, &exchanges).await?,
-            exotel: exotel::ExotelSim::start(target, &exchanges).await?,
+            twilio: twilio::TwilioSim::start(target, &exchanges, &customers).await?,
+            exotel: exotel::ExotelSim::start(target, &exchanges, &customers).await?,
             exchanges,
+            customers,
         })
     }
 }

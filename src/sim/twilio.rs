@@ -21,7 +21,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::scripts::{self, Script};
-use super::{CallPlan, Exchanges, Target, client, exchange};
+use super::{CallPlan, Customers, Exchanges, Target, client, exchange};
 use crate::providers::twilio::RequestValidator;
 
 /// What Twilio does to a caller waiting in `<Enqueue>`, on our REST calls.
@@ -39,10 +39,6 @@ struct Shared {
     waiting: HashMap<String, mpsc::UnboundedSender<Instruction>>,
     /// Recordings made, by RecordingSid.
     recordings: HashMap<String, &'static Script>,
-    /// Calls the web's worker placed to each customer.
-    dialled: HashMap<String, usize>,
-    /// Of those, the ones not over yet.
-    placed_in_progress: usize,
 }
 
 #[derive(Clone)]
@@ -50,6 +46,7 @@ pub struct TwilioSim {
     /// REST API and media (`TWILIO_API_BASE`).
     pub base_url: String,
     shared: Arc<Mutex<Shared>>,
+    customers: Customers,
     target: Target,
     exchanges: Exchanges,
 }
@@ -61,9 +58,15 @@ fn sid(prefix: &str) -> String {
 
 impl TwilioSim {
     /// The account is the target's: what its REST client and its signature checks use.
-    pub async fn start(target: &Target, exchanges: &Exchanges) -> anyhow::Result<Self> {
+    pub async fn start(target: &Target, exchanges: &Exchanges, customers: &Customers) -> anyhow::Result<Self> {
         let (listener, base_url) = super::listen().await?;
-        let sim = Self { base_url, shared: Arc::default(), target: target.clone(), exchanges: exchanges.clone() };
+        let sim = Self {
+            base_url,
+            shared: Arc::default(),
+            customers: customers.clone(),
+            target: target.clone(),
+            exchanges: exchanges.clone(),
+        };
         let app = Router::new()
             .route("/2010-04-01/Accounts/{account}/Calls.json", post(create_call))
             .route("/2010-04-01/Accounts/{account}/Calls/{file}", post(update_call))
@@ -71,11 +74,6 @@ impl TwilioSim {
             .with_state(sim.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(sim)
-    }
-
-    /// Customers' phones still ringing or in a call the worker placed.
-    pub fn placed_calls_in_progress(&self) -> usize {
-        self.shared.lock().expect("twilio sim").placed_in_progress
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -88,24 +86,16 @@ impl TwilioSim {
         format!("{}/2010-04-01/Accounts/{}/Recordings/{recording_sid}", self.base_url, self.target.twilio_account_sid)
     }
 
-    /// Rings `customer` for a call the web's worker created (not an agent leg):
-    /// a customer whose number ends in an odd digit misses the first call.
+    /// Rings `customer` for a call the web's worker created (not an agent leg).
     async fn ring(self, call_sid: String, customer: String, status_callback: String) {
-        let dialled_before = {
-            let mut shared = self.shared.lock().expect("twilio sim");
-            shared.placed_in_progress += 1;
-            let count = shared.dialled.entry(customer.clone()).or_default();
-            *count += 1;
-            *count > 1
-        };
-        let odd = customer.chars().last().and_then(|c| c.to_digit(10)).is_some_and(|d| d % 2 == 1);
+        let answers = self.customers.ring(&customer);
         let script = scripts::by_id(scripts::FOLLOW_UP).expect("the follow-up script exists");
         let plan = CallPlan { script, caller: customer, first_agent_misses: false, messy_delivery: false };
         let mut callee = self.caller(&plan, call_sid);
         callee.status_path =
             status_callback.strip_prefix(&self.target.public_base_url).unwrap_or(&status_callback).to_owned();
-        callee.pick_up(dialled_before || !odd).await;
-        self.shared.lock().expect("twilio sim").placed_in_progress -= 1;
+        callee.pick_up(answers).await;
+        self.customers.hang_up();
     }
 
     fn caller<'a>(&'a self, plan: &'a CallPlan, call_sid: String) -> Caller<'a> {

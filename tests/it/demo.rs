@@ -108,20 +108,21 @@ async fn twilio_demo_prints_what_the_database_holds(pool: PgPool) {
 async fn exotel_demo_goes_through_connect_and_status_json_with_legs(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
 
-    let (summary, rendered) = run(&pool, &options(4, Provider::Exotel, &dir)).await;
+    let (summary, rendered) = run(&pool, &options(8, Provider::Exotel, &dir)).await;
 
     assert_eq!(
         scalar(&pool, "SELECT count(*) FROM calls WHERE provider = 'exotel' AND direction = 'inbound'").await,
-        4
+        8
     );
-    assert_eq!(scalar(&pool, "SELECT count(*) FROM webhook_events WHERE endpoint = 'connect'").await, 4);
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM webhook_events WHERE endpoint = 'connect'").await, 8);
     let with_legs = scalar(
         &pool,
         "SELECT count(*) FROM webhook_events WHERE endpoint = 'status'
          AND headers ->> 'content-type' = 'application/json' AND jsonb_array_length(body::jsonb -> 'Legs') = 1",
     )
     .await;
-    let answered = scalar(&pool, "SELECT count(*) FROM calls WHERE agent_id IS NOT NULL").await;
+    let answered =
+        scalar(&pool, "SELECT count(*) FROM calls WHERE direction = 'inbound' AND agent_id IS NOT NULL").await;
     assert!(answered >= 1, "{rendered}");
     assert_eq!(with_legs, answered, "one status with the agent's leg per answered call");
     assert_eq!(scalar(&pool, "SELECT count(*) FROM calls WHERE ended_at IS NULL").await, 0);
@@ -129,6 +130,29 @@ async fn exotel_demo_goes_through_connect_and_status_json_with_legs(pool: PgPool
     assert_eq!(summary.files_verified, summary.counts.recordings_stored);
     assert_eq!(summary.webhooks.rejected, 0);
     assert!(summary.dead_jobs.is_empty(), "{rendered}");
+
+    // The follow-ups go out through Exotel's Connect API, and its JSON status
+    // callbacks, carrying the attempt id in CustomField, settle them.
+    let follow_ups =
+        scalar(&pool, "SELECT count(*) FROM scheduled_calls WHERE NOT context ? 'overflow_call_sid'").await;
+    assert!(follow_ups >= 1, "{rendered}");
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM scheduled_calls WHERE status = 'completed' AND NOT context ? 'overflow_call_sid'")
+            .await,
+        follow_ups
+    );
+    let settled_by_exotel = scalar(
+        &pool,
+        "SELECT count(*) FROM scheduled_call_attempts a JOIN webhook_events e
+           ON e.provider = 'exotel' AND e.endpoint = 'status' AND e.body::jsonb ->> 'CustomField' = a.id::text
+         WHERE a.provider_call_sid = e.body::jsonb ->> 'CallSid'",
+    )
+    .await;
+    assert_eq!(settled_by_exotel, scalar(&pool, "SELECT count(*) FROM scheduled_call_attempts").await);
+    assert!(
+        scalar(&pool, "SELECT count(*) FROM calls WHERE provider = 'exotel' AND direction <> 'inbound'").await >= 1,
+        "the placed calls are calls too"
+    );
 }
 
 #[sqlx::test(migrations = false)]
