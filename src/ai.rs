@@ -10,20 +10,34 @@
 //! | `ANALYZE_INPUT_PRICE_PER_MTOK` | `0.15` | US dollars per million prompt tokens, for the cost estimate |
 //! | `ANALYZE_OUTPUT_PRICE_PER_MTOK` | `0.60` | US dollars per million completion tokens |
 //! | `OPENAI_TIMEOUT` | `300s` | one request |
+//! | `OPENAI_ORG_ID`, `OPENAI_PROJECT_ID` | (none) | read by async-openai: sent as `OpenAI-Organization`, `OpenAI-Project` |
 //!
-//! Why reqwest and not `async-openai`'s client: async-openai 0.43 drops the
-//! response headers, both on success and on error, so `retry-after-ms`,
-//! `retry-after`, `x-should-retry` and `x-request-id` (telephony.md 5.3) would
-//! be lost. The two requests are small; we send them ourselves and classify
-//! failures by status, error code and headers.
+//! Requests are built from async-openai's types (`CreateTranscriptionRequest`,
+//! `CreateChatCompletionRequest` with a strict `json_schema` response format)
+//! and sent by its client over our own transport (its `middleware` feature):
+//! the client's own answers drop the response headers, so our transport reads
+//! `x-request-id`, and classifies a failed answer by status, error code,
+//! `x-should-retry` and `retry-after-ms`/`retry-after` (telephony.md 5.3)
+//! before the client sees it. The client never retries by itself; the job
+//! queue does. Transcriptions are read from the raw body, because
+//! OpenAI-compatible servers (whisper.cpp, speaches) leave out fields that
+//! async-openai's response types require (`usage`).
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::middleware::HttpRequestFactory;
+use async_openai::types::audio::{AudioInput, AudioResponseFormat, CreateTranscriptionRequest, TimestampGranularity};
+use async_openai::types::chat::{
+    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage, CreateChatCompletionRequest, FinishReason,
+    ResponseFormat, ResponseFormatJsonSchema,
+};
 use reqwest::header::HeaderMap;
-use reqwest::multipart::{Form, Part};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchboard_jobs::ports::{
     Analyzer, Audio, Extraction, ExtractionRequest, PortError, PortFuture, Transcriber, Transcription,
 };
@@ -59,9 +73,8 @@ pub fn parse_usd(name: &str, raw: &str) -> anyhow::Result<i64> {
 }
 
 pub struct OpenAi {
-    client: reqwest::Client,
-    base_url: String,
-    api_key: String,
+    http: reqwest::Client,
+    config: OpenAIConfig,
     transcribe_model: String,
     analyze_model: String,
     prices: TokenPrices,
@@ -76,9 +89,9 @@ impl OpenAi {
         prices: TokenPrices,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder().timeout(timeout).build()?;
-        let base_url = base_url.trim_end_matches('/').to_owned();
-        Ok(Self { client, base_url, api_key, transcribe_model, analyze_model, prices })
+        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        let config = OpenAIConfig::new().with_api_base(base_url.trim_end_matches('/')).with_api_key(api_key);
+        Ok(Self { http, config, transcribe_model, analyze_model, prices })
     }
 
     /// `None` when `OPENAI_API_KEY` is unset.
@@ -99,31 +112,72 @@ impl OpenAi {
         )?))
     }
 
-    /// Sends `request`; a failure comes back classified, the body parsed on success.
-    async fn send<T: serde::de::DeserializeOwned>(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<(T, Option<String>), PortError> {
-        let response = request
-            .bearer_auth(&self.api_key)
-            .send()
-            .await
-            .map_err(|e| PortError::Transient { message: format!("OpenAI request failed: {e}"), retry_after: None })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = response.bytes().await.map_err(|e| PortError::Transient {
-            message: format!("OpenAI answer unreadable: {e}"),
-            retry_after: None,
-        })?;
-        if !status.is_success() {
-            return Err(failure(status.as_u16(), &headers, &body));
-        }
-        let parsed = serde_json::from_slice(&body).map_err(|e| PortError::Transient {
-            message: format!("OpenAI answered {status} with an unexpected body: {e}"),
-            retry_after: None,
-        })?;
-        Ok((parsed, request_id))
+    /// An async-openai client for one request, sending through [`send`], and
+    /// the slot where that request's `x-request-id` lands.
+    fn client(&self) -> (async_openai::Client<OpenAIConfig>, RequestId) {
+        let request_id = RequestId::default();
+        let (http, seen) = (self.http.clone(), request_id.clone());
+        let transport = tower::service_fn(move |factory: HttpRequestFactory| {
+            let (http, seen) = (http.clone(), seen.clone());
+            async move { send(&http, factory, &seen).await }
+        });
+        let client = async_openai::Client::build(self.http.clone(), self.config.clone()).with_http_service(transport);
+        (client, request_id)
+    }
+}
+
+/// The `x-request-id` of the one request a client made, success or not.
+#[derive(Clone, Default)]
+struct RequestId(Arc<Mutex<Option<String>>>);
+
+impl RequestId {
+    fn take(&self) -> Option<String> {
+        self.0.lock().expect("request id lock").take()
+    }
+}
+
+/// Our transport under async-openai's client: one attempt, no retries (the
+/// job queue retries), the request id kept, and a failed answer classified
+/// here, where its headers are still at hand.
+async fn send(
+    http: &reqwest::Client,
+    factory: HttpRequestFactory,
+    request_id: &RequestId,
+) -> Result<reqwest::Response, OpenAIError> {
+    let transient = |message: String| boxed(PortError::Transient { message, retry_after: None });
+    let request = factory.build().await?;
+    let response =
+        http.execute(request).await.map_err(|e| transient(format!("OpenAI request failed: {}", e.without_url())))?;
+    let id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    *request_id.0.lock().expect("request id lock") = id;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let headers = response.headers().clone();
+    let body =
+        response.bytes().await.map_err(|e| transient(format!("OpenAI answer unreadable: {}", e.without_url())))?;
+    Err(boxed(failure(status.as_u16(), &headers, &body)))
+}
+
+fn boxed(error: PortError) -> OpenAIError {
+    OpenAIError::Boxed(Box::new(error))
+}
+
+/// What async-openai's client returned, as a port error: our transport's
+/// classification when it made one, else transient (an unreadable or
+/// unexpected answer) or permanent (a request it refused to build).
+fn port_error(error: OpenAIError) -> PortError {
+    let transient = |message: String| PortError::Transient { message, retry_after: None };
+    match error {
+        OpenAIError::Boxed(inner) => match inner.downcast::<PortError>() {
+            Ok(classified) => *classified,
+            Err(other) => transient(format!("OpenAI transport: {other}")),
+        },
+        OpenAIError::Reqwest(e) => transient(format!("OpenAI answer unreadable: {}", e.without_url())),
+        OpenAIError::JSONDeserialize(e, _) => transient(format!("OpenAI answered an unexpected body: {e}")),
+        OpenAIError::InvalidArgument(message) => PortError::Permanent { message: format!("OpenAI request: {message}") },
+        other => transient(format!("OpenAI: {other}")),
     }
 }
 
@@ -163,10 +217,24 @@ fn answers_json_only(model: &str) -> bool {
     model.starts_with("gpt-") && model.contains("transcribe")
 }
 
-fn audio_mime(filename: &str) -> &'static str {
-    if filename.ends_with(".wav") { "audio/wav" } else { "audio/mpeg" }
+/// The request for `audio` (`verbose_json` with segments where the model can).
+fn transcription_request(model: &str, audio: Audio) -> CreateTranscriptionRequest {
+    let (response_format, timestamp_granularities) = if answers_json_only(model) {
+        (AudioResponseFormat::Json, None)
+    } else {
+        (AudioResponseFormat::VerboseJson, Some(vec![TimestampGranularity::Segment]))
+    };
+    CreateTranscriptionRequest {
+        file: AudioInput::from_bytes(audio.filename, audio.body.into()),
+        model: model.to_owned(),
+        response_format: Some(response_format),
+        timestamp_granularities,
+        ..CreateTranscriptionRequest::default()
+    }
 }
 
+/// Both `json` and `verbose_json` answers; only `text` is required, so
+/// OpenAI-compatible servers that send less still parse.
 #[derive(Deserialize)]
 struct TranscriptionBody {
     text: String,
@@ -178,86 +246,66 @@ struct TranscriptionBody {
 impl Transcriber for OpenAi {
     fn transcribe<'a>(&'a self, audio: Audio) -> PortFuture<'a, Transcription> {
         Box::pin(async move {
-            let mime = audio_mime(&audio.filename);
-            let file = Part::bytes(audio.body).file_name(audio.filename).mime_str(mime).expect("static mime type");
-            let mut form = Form::new().part("file", file).text("model", self.transcribe_model.clone());
-            form = if answers_json_only(&self.transcribe_model) {
-                form.text("response_format", "json")
-            } else {
-                form.text("response_format", "verbose_json").text("timestamp_granularities[]", "segment")
-            };
-            let request = self.client.post(format!("{}/audio/transcriptions", self.base_url)).multipart(form);
-            let (body, request_id): (TranscriptionBody, _) = self.send(request).await?;
+            let (client, request_id) = self.client();
+            let request = transcription_request(&self.transcribe_model, audio);
+            let raw = client.audio().transcription().create_raw(request).await.map_err(port_error)?;
+            let body: TranscriptionBody = serde_json::from_slice(&raw).map_err(|e| PortError::Transient {
+                message: format!("OpenAI answered an unexpected transcription body: {e}"),
+                retry_after: None,
+            })?;
             Ok(Transcription {
                 text: body.text,
                 language: body.language,
                 duration_seconds: body.duration,
                 segments: body.segments,
                 model: self.transcribe_model.clone(),
-                request_id,
+                request_id: request_id.take(),
             })
         })
     }
 }
 
-#[derive(Deserialize)]
-struct ChatCompletion {
-    model: Option<String>,
-    choices: Vec<Choice>,
-    usage: Option<Usage>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    message: ChatMessage,
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ChatMessage {
-    content: Option<String>,
-    refusal: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Usage {
-    prompt_tokens: i64,
-    completion_tokens: i64,
+/// Instructions, the transcript, and a strict JSON schema the answer must follow.
+fn extraction_request(model: &str, request: &ExtractionRequest<'_>) -> CreateChatCompletionRequest {
+    let system = ChatCompletionRequestSystemMessage { content: request.system_prompt.into(), name: None };
+    let user = ChatCompletionRequestUserMessage { content: request.transcript.into(), name: None };
+    let json_schema = ResponseFormatJsonSchema {
+        description: None,
+        name: request.schema_name.to_owned(),
+        schema: request.schema.clone(),
+        strict: Some(true),
+    };
+    CreateChatCompletionRequest {
+        model: model.to_owned(),
+        messages: vec![system.into(), user.into()],
+        temperature: Some(0.0),
+        response_format: Some(ResponseFormat::JsonSchema { json_schema }),
+        ..CreateChatCompletionRequest::default()
+    }
 }
 
 impl Analyzer for OpenAi {
     fn extract<'a>(&'a self, request: &'a ExtractionRequest<'a>) -> PortFuture<'a, Extraction> {
         Box::pin(async move {
-            let body = json!({
-                "model": self.analyze_model,
-                "temperature": 0,
-                "messages": [
-                    { "role": "system", "content": request.system_prompt },
-                    { "role": "user", "content": request.transcript },
-                ],
-                "response_format": {
-                    "type": "json_schema",
-                    "json_schema": { "name": request.schema_name, "strict": true, "schema": request.schema },
-                },
-            });
-            let http = self.client.post(format!("{}/chat/completions", self.base_url)).json(&body);
-            let (completion, request_id): (ChatCompletion, _) = self.send(http).await?;
+            let (client, request_id) = self.client();
+            let completion =
+                client.chat().create(extraction_request(&self.analyze_model, request)).await.map_err(port_error)?;
             let transient = |message: String| PortError::Transient { message, retry_after: None };
             let choice =
                 completion.choices.into_iter().next().ok_or_else(|| transient("no choices in the answer".into()))?;
             if let Some(refusal) = choice.message.refusal {
                 return Err(transient(format!("the model refused: {refusal}")));
             }
-            if choice.finish_reason.as_deref() == Some("length") {
+            if choice.finish_reason == Some(FinishReason::Length) {
                 return Err(transient("the answer was cut off (finish_reason=length): JSON incomplete".into()));
             }
             let json = choice.message.content.ok_or_else(|| transient("the answer has no content".into()))?;
             let (prompt_tokens, completion_tokens) =
-                completion.usage.map_or((0, 0), |u| (u.prompt_tokens, u.completion_tokens));
+                completion.usage.map_or((0, 0), |u| (i64::from(u.prompt_tokens), i64::from(u.completion_tokens)));
             Ok(Extraction {
                 json,
-                model: completion.model.unwrap_or_else(|| self.analyze_model.clone()),
-                request_id,
+                model: completion.model,
+                request_id: request_id.take(),
                 prompt_tokens,
                 completion_tokens,
                 cost_micro_usd: self.prices.cost_micro_usd(prompt_tokens, completion_tokens),
@@ -310,6 +358,34 @@ mod tests {
         for status in [400, 401, 403, 404] {
             assert!(matches!(failure(status, &none, b"{}"), PortError::Permanent { .. }), "{status}");
         }
+    }
+
+    #[test]
+    fn our_transport_classification_survives_the_client() {
+        let limited = PortError::Transient { message: "OpenAI 429".into(), retry_after: Some(Duration::from_secs(7)) };
+        assert_eq!(port_error(boxed(limited.clone())), limited);
+        let invalid = port_error(OpenAIError::InvalidArgument("no model".into()));
+        assert!(matches!(invalid, PortError::Permanent { message } if message.contains("no model")));
+    }
+
+    #[test]
+    fn extraction_asks_for_a_strict_json_schema_answer() {
+        let request = ExtractionRequest {
+            system_prompt: "Extract.",
+            transcript: "Hello",
+            schema_name: "call_insight",
+            schema: serde_json::json!({ "type": "object" }),
+        };
+        let body = serde_json::to_value(extraction_request("gpt-4o-mini", &request)).unwrap();
+        assert_eq!(body["model"], "gpt-4o-mini");
+        assert_eq!(body["temperature"], 0.0);
+        assert_eq!(body["messages"][0]["role"], "system");
+        assert_eq!(body["messages"][1]["content"], "Hello");
+        let format = &body["response_format"];
+        assert_eq!(format["type"], "json_schema");
+        assert_eq!(format["json_schema"]["name"], "call_insight");
+        assert_eq!(format["json_schema"]["strict"], true);
+        assert_eq!(format["json_schema"]["schema"]["type"], "object");
     }
 
     #[test]

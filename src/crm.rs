@@ -61,7 +61,11 @@ impl CrmSink for CrmWebhook {
                 .body(body)
                 .send()
                 .await
-                .map_err(|e| PortError::Transient { message: format!("CRM webhook: {e}"), retry_after: None })?;
+                // Without the URL: a CRM endpoint often carries its token in the query.
+                .map_err(|e| PortError::Transient {
+                    message: format!("CRM webhook: {}", e.without_url()),
+                    retry_after: None,
+                })?;
             let status = response.status();
             match status.as_u16() {
                 200..=299 => Ok(()),
@@ -74,5 +78,22 @@ impl CrmSink for CrmWebhook {
                 }),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_delivery_does_not_name_the_url() {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook?token=crm-url-secret", closed.local_addr().unwrap());
+        drop(closed);
+        let crm = CrmWebhook::new(url, "secret".to_owned(), Duration::from_secs(5)).unwrap();
+        let error = crm.deliver("d1", &serde_json::json!({})).await.unwrap_err();
+        let PortError::Transient { message, .. } = error else { panic!("{error:?}") };
+        assert!(message.starts_with("CRM webhook: "), "{message}");
+        assert!(!message.contains("crm-url-secret") && !message.contains("127.0.0.1"), "{message}");
     }
 }

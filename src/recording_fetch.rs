@@ -5,7 +5,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN` | (none) | Basic auth for Twilio recording media |
-//! | `EXOTEL_API_KEY`, `EXOTEL_API_TOKEN` | (none) | Basic auth, sent only to Exotel's own hosts |
+//! | `EXOTEL_API_KEY`, `EXOTEL_API_TOKEN` | (none) | Basic auth, sent only over https to `exotel.com` and its subdomains |
 //! | `RECORDING_MAX_BYTES` | 104857600 | larger recordings are refused (dead job) |
 //! | `RECORDING_FETCH_TIMEOUT` | `120s` | the whole download |
 
@@ -72,10 +72,7 @@ impl RecordingDownloader {
                     }
                 })?)
             }
-            Provider::Exotel => {
-                let host = url.host_str().unwrap_or_default();
-                self.exotel.as_ref().filter(|_| host.ends_with("exotel.com") || host.ends_with("exotel.in"))
-            }
+            Provider::Exotel => self.exotel.as_ref().filter(|_| is_exotel(&url)),
         };
         let request = self.client.get(url);
         Ok(match auth {
@@ -84,11 +81,30 @@ impl RecordingDownloader {
         })
     }
 
-    fn too_large(&self, bytes: u64) -> PortError {
+    /// The provider announced `length` bytes.
+    fn too_large(&self, length: u64) -> PortError {
         PortError::Permanent {
-            message: format!("recording is at least {bytes} bytes, over RECORDING_MAX_BYTES={}", self.max_bytes),
+            message: format!(
+                "recording is {length} bytes, over RECORDING_MAX_BYTES={}; not downloaded",
+                self.max_bytes
+            ),
         }
     }
+
+    /// More than the limit arrived without a length announced.
+    fn grew_too_large(&self) -> PortError {
+        PortError::Permanent {
+            message: format!("recording is over RECORDING_MAX_BYTES={} bytes; download stopped", self.max_bytes),
+        }
+    }
+}
+
+/// Exotel's own hosts over https: `exotel.com` or a subdomain of it, so that
+/// the API token never reaches a look-alike (`evilexotel.com`) or the network
+/// in clear. Other recording links (pre-signed storage URLs) get no credentials.
+fn is_exotel(url: &url::Url) -> bool {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    url.scheme() == "https" && (host == "exotel.com" || host.ends_with(".exotel.com"))
 }
 
 /// `mp3`/`wav` when the URL path already names one.
@@ -146,7 +162,7 @@ impl RecordingFetcher for RecordingDownloader {
             while let Some(chunk) = chunks.next().await {
                 let chunk = chunk.map_err(transient)?;
                 if (body.len() + chunk.len()) as u64 > self.max_bytes {
-                    return Err(self.too_large((body.len() + chunk.len()) as u64));
+                    return Err(self.grew_too_large());
                 }
                 hasher.update(&chunk);
                 body.extend_from_slice(&chunk);
@@ -159,5 +175,61 @@ impl RecordingFetcher for RecordingDownloader {
                 sha256: hex::encode(hasher.finalize()),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn downloader(max_bytes: u64) -> RecordingDownloader {
+        let exotel = BasicAuth { user: "exotel-key".to_owned(), secret: "exotel-token".to_owned() };
+        RecordingDownloader::new(None, Some(exotel), max_bytes, Duration::from_secs(5)).unwrap()
+    }
+
+    fn exotel(url: &str) -> RecordingSource {
+        RecordingSource { provider: Provider::Exotel, url: url.to_owned() }
+    }
+
+    fn sends_credentials(url: &str) -> bool {
+        let request = downloader(1024).request(&exotel(url)).unwrap().build().unwrap();
+        request.headers().contains_key(reqwest::header::AUTHORIZATION)
+    }
+
+    #[test]
+    fn exotel_credentials_go_only_to_exotel_hosts_over_https() {
+        assert!(sends_credentials("https://api.exotel.com/v1/Accounts/a/Calls/c.mp3"));
+        assert!(sends_credentials("https://api.in.exotel.com/v1/Accounts/a/Calls/c.mp3"));
+        assert!(sends_credentials("https://exotel.com/r.mp3"));
+        assert!(sends_credentials("https://RECORDINGS.Exotel.com/r.mp3"));
+        for elsewhere in [
+            "https://evilexotel.com/r.mp3",
+            "https://exotel.com.evil.example/r.mp3",
+            "https://exotel.in/r.mp3",
+            "http://api.exotel.com/r.mp3",
+            "https://s3-ap-southeast-1.amazonaws.com/exotelrecordings/r.mp3",
+        ] {
+            assert!(!sends_credentials(elsewhere), "{elsewhere}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_recording_growing_past_the_limit_without_a_length_is_refused() {
+        use axum::body::Body;
+        let chunks = || futures::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![0u8; 512])));
+        let app =
+            axum::Router::new().route("/r.mp3", axum::routing::get(move || async move { Body::from_stream(chunks()) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/r.mp3", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let error = downloader(1000).download(&exotel(&url)).await.unwrap_err();
+        assert_eq!(
+            error,
+            PortError::Permanent {
+                message: "recording is over RECORDING_MAX_BYTES=1000 bytes; download stopped".into()
+            }
+        );
+        assert_eq!(downloader(4096).download(&exotel(&url)).await.unwrap().body.len(), 4096);
     }
 }

@@ -1,14 +1,25 @@
 //! How long the other side asked us to wait: `retry-after-ms` (OpenAI), then
-//! `Retry-After` as seconds or an HTTP date.
+//! `Retry-After` as seconds or an HTTP date; never more than [`MAX_WAIT`].
 
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 
+/// The longest wait we honour: a server asking for hours (or a bad clock in
+/// an HTTP date) must not park a job that long; past this the job comes back
+/// after 10 minutes and asks again.
+pub const MAX_WAIT: Duration = Duration::from_secs(600);
+
 pub fn from_headers(headers: &HeaderMap) -> Option<Duration> {
+    asked(headers).map(|wait| wait.min(MAX_WAIT))
+}
+
+fn asked(headers: &HeaderMap) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()).filter(|ms| *ms >= 0.0) {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+    if let Some(ms) =
+        header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()).filter(|ms| ms.is_finite() && *ms >= 0.0)
+    {
+        return Some(Duration::from_secs_f64(ms.min(MAX_WAIT.as_secs_f64() * 1000.0) / 1000.0));
     }
     let value = header("retry-after")?;
     if let Ok(seconds) = value.parse::<u64>() {
@@ -39,5 +50,14 @@ mod tests {
         let wait = from_headers(&headers(&[("retry-after", &later)])).unwrap();
         assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
         assert_eq!(from_headers(&headers(&[("retry-after", "soon")])), None);
+    }
+
+    #[test]
+    fn long_waits_are_capped_at_ten_minutes() {
+        assert_eq!(from_headers(&headers(&[("retry-after", "86400")])), Some(MAX_WAIT));
+        assert_eq!(from_headers(&headers(&[("retry-after-ms", "1e300")])), Some(MAX_WAIT));
+        let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc2822();
+        assert_eq!(from_headers(&headers(&[("retry-after", &tomorrow)])), Some(MAX_WAIT));
+        assert_eq!(from_headers(&headers(&[("retry-after", "600")])), Some(MAX_WAIT));
     }
 }

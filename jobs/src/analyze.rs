@@ -1,7 +1,10 @@
 //! `analyze`: what a sales call says about the customer (budget, location,
 //! timeline, sentiment, score, next action) through a language model with a
 //! strict JSON schema; validated before it is stored; enqueues `create-lead`
-//! in the transaction that stores the insight.
+//! in the transaction that stores the insight. A transcript is analysed again
+//! only when a reprocess asked for it (`redo_requested_at`); the new insight
+//! replaces the old one in place (same id, next `revision`, usage summed), so
+//! the lead link stays, and the CRM is told again.
 
 use std::time::Duration;
 
@@ -182,16 +185,16 @@ impl Job for Analyze {
     }
 
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
-        let transcript: Option<(String, Option<String>, bool)> = sqlx::query_as(
-            "SELECT t.call_sid, t.text, EXISTS (SELECT 1 FROM insights i WHERE i.transcript_id = t.id)
-             FROM transcripts t WHERE t.id = $1",
+        let transcript: Option<(String, Option<String>, bool, bool)> = sqlx::query_as(
+            "SELECT t.call_sid, t.text, i.id IS NOT NULL, i.redo_requested_at IS NOT NULL
+             FROM transcripts t LEFT JOIN insights i ON i.transcript_id = t.id WHERE t.id = $1",
         )
         .bind(self.transcript_id)
         .fetch_optional(&ctx.pool)
         .await?;
-        let (call_sid, text, analyzed) = transcript
+        let (call_sid, text, analyzed, redo) = transcript
             .ok_or_else(|| JobError::permanent(format!("transcript {} does not exist", self.transcript_id)))?;
-        if analyzed {
+        if analyzed && !redo {
             return Ok(());
         }
         let text = text.ok_or_else(|| JobError::permanent(format!("transcript {} has no text", self.transcript_id)))?;
@@ -205,12 +208,19 @@ impl Job for Analyze {
         let insight = Insight::parse(&extraction.json).map_err(JobError::retry)?;
 
         let mut tx = ctx.pool.begin().await?;
-        let inserted: Option<i64> = sqlx::query_scalar(
+        let written: Option<(i64, i32)> = sqlx::query_as(
             "INSERT INTO insights (transcript_id, call_sid, data, lead_score, sentiment, model, request_id,
                                    prompt_tokens, completion_tokens, cost_micro_usd)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-             ON CONFLICT (transcript_id) DO NOTHING
-             RETURNING id",
+             ON CONFLICT (transcript_id) DO UPDATE SET
+                data = EXCLUDED.data, lead_score = EXCLUDED.lead_score, sentiment = EXCLUDED.sentiment,
+                model = EXCLUDED.model, request_id = EXCLUDED.request_id,
+                prompt_tokens = insights.prompt_tokens + EXCLUDED.prompt_tokens,
+                completion_tokens = insights.completion_tokens + EXCLUDED.completion_tokens,
+                cost_micro_usd = insights.cost_micro_usd + EXCLUDED.cost_micro_usd,
+                revision = insights.revision + 1, redo_requested_at = NULL
+             WHERE insights.redo_requested_at IS NOT NULL
+             RETURNING id, revision",
         )
         .bind(self.transcript_id)
         .bind(&call_sid)
@@ -224,8 +234,17 @@ impl Job for Analyze {
         .bind(extraction.cost_micro_usd)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some(insight_id) = inserted.filter(|_| ctx.ports.pipeline.auto_create_leads) {
-            enqueue(&mut tx, &CreateLead { insight_id }).await?;
+        if let Some((insight_id, revision)) = written {
+            if revision > 1 {
+                // The CRM has only heard of an earlier revision.
+                sqlx::query("UPDATE lead_calls SET crm_delivered_at = NULL WHERE insight_id = $1")
+                    .bind(insight_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if ctx.ports.pipeline.auto_create_leads {
+                enqueue(&mut tx, &CreateLead { insight_id }).await?;
+            }
         }
         tx.commit().await?;
         Ok(())

@@ -1,6 +1,7 @@
 //! `create-lead`: fold an insight into the lead for the customer's phone
-//! number (new facts fill in, nulls never erase, the newest score wins), link
-//! the call, and tell the CRM once per insight under a stable delivery id.
+//! number (new facts fill in, nulls never erase, the latest call's score
+//! wins), link the call, and tell the CRM once per insight revision under a
+//! stable delivery id.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -16,13 +17,18 @@ pub struct CreateLead {
     pub insight_id: i64,
 }
 
-/// The delivery id a CRM receiver dedupes on: one per insight, the same on every retry.
-pub fn delivery_id(insight_id: i64) -> String {
-    format!("switchboard-insight-{insight_id}")
+/// The delivery id a CRM receiver dedupes on: one per insight revision (a
+/// re-analysis is news), the same on every retry.
+pub fn delivery_id(insight_id: i64, revision: i32) -> String {
+    match revision {
+        1 => format!("switchboard-insight-{insight_id}"),
+        _ => format!("switchboard-insight-{insight_id}-r{revision}"),
+    }
 }
 
-/// Facts a newer insight replaces only with a value, never with a null; an
-/// older insight (replayed late) only fills gaps.
+/// Facts an insight from a later call (or the same call analysed again)
+/// replaces only with a value, never with a null; an insight from an earlier
+/// call, whenever it is analysed, only fills gaps.
 const FACTS: [&str; 9] = [
     "name",
     "email",
@@ -34,11 +40,13 @@ const FACTS: [&str; 9] = [
     "timeline",
     "financing_needed",
 ];
-/// What the newest insight says about the lead as a whole.
+/// What the latest call's insight says about the lead as a whole.
 const LATEST: [&str; 6] = ["score", "hot", "sentiment", "summary", "next_best_action", "follow_up_due_at"];
 
 static UPSERT: LazyLock<String> = LazyLock::new(|| {
-    let newer = "EXCLUDED.latest_insight_id >= leads.latest_insight_id";
+    // Calls are ordered by when they happened; the insight id only breaks ties.
+    let newer =
+        "(EXCLUDED.latest_called_at, EXCLUDED.latest_insight_id) >= (leads.latest_called_at, leads.latest_insight_id)";
     let facts = FACTS.map(|c| {
         format!(
             "{c} = CASE WHEN {newer} THEN COALESCE(EXCLUDED.{c}, leads.{c}) ELSE COALESCE(leads.{c}, EXCLUDED.{c}) END"
@@ -46,12 +54,13 @@ static UPSERT: LazyLock<String> = LazyLock::new(|| {
     });
     let latest = LATEST.map(|c| format!("{c} = CASE WHEN {newer} THEN EXCLUDED.{c} ELSE leads.{c} END"));
     format!(
-        "INSERT INTO leads (phone, {facts_cols}, preferred_locations, {latest_cols}, latest_insight_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+        "INSERT INTO leads (phone, {facts_cols}, preferred_locations, {latest_cols}, latest_insight_id, latest_called_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
          ON CONFLICT (phone) DO UPDATE SET {facts}, {latest},
             preferred_locations = leads.preferred_locations || ARRAY(
                 SELECT l FROM unnest(EXCLUDED.preferred_locations) AS l WHERE l <> ALL (leads.preferred_locations)),
-            latest_insight_id = GREATEST(leads.latest_insight_id, EXCLUDED.latest_insight_id),
+            latest_insight_id = CASE WHEN {newer} THEN EXCLUDED.latest_insight_id ELSE leads.latest_insight_id END,
+            latest_called_at = CASE WHEN {newer} THEN EXCLUDED.latest_called_at ELSE leads.latest_called_at END,
             updated_at = now()
          RETURNING id",
         facts_cols = FACTS.join(", "),
@@ -65,6 +74,7 @@ static UPSERT: LazyLock<String> = LazyLock::new(|| {
 struct Source {
     call_sid: String,
     data: sqlx::types::Json<Insight>,
+    revision: i32,
     customer_phone: Option<String>,
     called_at: DateTime<Utc>,
 }
@@ -84,7 +94,7 @@ impl Job for CreateLead {
 
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
         let source: Source = sqlx::query_as(
-            "SELECT i.call_sid, i.data, r.customer_phone, r.created_at AS called_at
+            "SELECT i.call_sid, i.data, i.revision, r.customer_phone, r.called_at
              FROM insights i JOIN transcripts t ON t.id = i.transcript_id JOIN recordings r ON r.id = t.recording_id
              WHERE i.id = $1",
         )
@@ -122,6 +132,7 @@ impl Job for CreateLead {
             .bind(&insight.next_best_action)
             .bind(follow_up)
             .bind(self.insight_id)
+            .bind(source.called_at)
             .fetch_one(&mut *tx)
             .await?;
         let delivered: Option<DateTime<Utc>> = sqlx::query_scalar(
@@ -143,11 +154,16 @@ impl Job for CreateLead {
                     .bind(lead_id)
                     .fetch_one(&ctx.pool)
                     .await?;
-                crm.deliver(&delivery_id(self.insight_id), &lead).await?;
-                sqlx::query("UPDATE lead_calls SET crm_delivered_at = now() WHERE insight_id = $1")
-                    .bind(self.insight_id)
-                    .execute(&ctx.pool)
-                    .await?;
+                crm.deliver(&delivery_id(self.insight_id, source.revision), &lead).await?;
+                // Not if a re-analysis replaced the insight meanwhile: its own job tells the CRM.
+                sqlx::query(
+                    "UPDATE lead_calls lc SET crm_delivered_at = now() FROM insights i
+                     WHERE lc.insight_id = $1 AND i.id = lc.insight_id AND i.revision = $2",
+                )
+                .bind(self.insight_id)
+                .bind(source.revision)
+                .execute(&ctx.pool)
+                .await?;
                 Ok(())
             }
             _ => Ok(()),

@@ -1,6 +1,8 @@
 //! `fetch-recording`: download a finished call's recording with the provider's
 //! credentials, store it under a deterministic key, record its size and
 //! checksum, and enqueue `transcribe` in the transaction that marks it stored.
+//! A stored recording is fetched again only when a reprocess asked for it
+//! (`redo_requested_at`); until the new download is stored, the old one stays.
 
 use std::time::Duration;
 
@@ -28,11 +30,13 @@ pub struct RecordingRef {
 
 /// Records `recording` (a repeat fills in what was missing) and enqueues its
 /// `fetch-recording` job on `conn`, deduped by recording sid. Returns the job
-/// id, or `None` when the recording was announced before.
+/// id, or `None` when the recording was announced before. The call's time is
+/// its first webhook when we saw the call, else now.
 pub async fn request_fetch(conn: &mut PgConnection, recording: &RecordingRef) -> Result<Option<String>, sqlx::Error> {
     let recording_id: i64 = sqlx::query_scalar(
-        "INSERT INTO recordings (provider, call_sid, recording_sid, source_url, duration_seconds, customer_phone)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO recordings (provider, call_sid, recording_sid, source_url, duration_seconds, customer_phone, called_at)
+         VALUES ($1, $2, $3, $4, $5, $6, coalesce(
+            (SELECT c.created_at FROM calls c WHERE c.provider = $1::text AND c.call_sid = $2), now()))
          ON CONFLICT (recording_sid) DO UPDATE SET
             duration_seconds = COALESCE(recordings.duration_seconds, EXCLUDED.duration_seconds),
             customer_phone = COALESCE(recordings.customer_phone, EXCLUDED.customer_phone)
@@ -78,6 +82,8 @@ struct Pending {
     recording_sid: String,
     source_url: String,
     status: String,
+    /// A reprocess asked for the recording to be fetched again.
+    redo: bool,
 }
 
 impl Job for FetchRecording {
@@ -96,13 +102,14 @@ impl Job for FetchRecording {
 
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
         let recording: Pending = sqlx::query_as(
-            "SELECT provider, call_sid, recording_sid, source_url, status FROM recordings WHERE id = $1",
+            "SELECT provider, call_sid, recording_sid, source_url, status, redo_requested_at IS NOT NULL AS redo
+             FROM recordings WHERE id = $1",
         )
         .bind(self.recording_id)
         .fetch_optional(&ctx.pool)
         .await?
         .ok_or_else(|| JobError::permanent(format!("recording {} does not exist", self.recording_id)))?;
-        if recording.status == "stored" {
+        if recording.status == "stored" && !recording.redo {
             return Ok(());
         }
         let source = RecordingSource { provider: recording.provider, url: recording.source_url };
@@ -115,8 +122,9 @@ impl Job for FetchRecording {
         let mut tx = ctx.pool.begin().await?;
         let stored = sqlx::query(
             "UPDATE recordings
-             SET status = 'stored', storage_key = $2, content_type = $3, bytes = $4, sha256 = $5, stored_at = now()
-             WHERE id = $1 AND status = 'pending'",
+             SET status = 'stored', storage_key = $2, content_type = $3, bytes = $4, sha256 = $5, stored_at = now(),
+                 redo_requested_at = NULL
+             WHERE id = $1 AND (status = 'pending' OR redo_requested_at IS NOT NULL)",
         )
         .bind(self.recording_id)
         .bind(&key)
@@ -128,6 +136,11 @@ impl Job for FetchRecording {
         .rows_affected()
             == 1;
         if stored && ctx.ports.pipeline.auto_transcribe {
+            // A transcript from the earlier download stays until the new one replaces it.
+            sqlx::query("UPDATE transcripts SET redo_requested_at = now() WHERE recording_id = $1")
+                .bind(self.recording_id)
+                .execute(&mut *tx)
+                .await?;
             enqueue(&mut tx, &Transcribe { recording_id: self.recording_id }).await?;
         }
         tx.commit().await?;

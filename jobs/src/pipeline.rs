@@ -1,6 +1,6 @@
 //! The after-call chain as a whole: `fetch-recording` -> `transcribe` ->
 //! `analyze` -> `create-lead`, its switches and thresholds, and running it
-//! again for a call from a chosen step.
+//! again for a call from a chosen step without losing what it made before.
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -46,48 +46,48 @@ pub enum Step {
     CreateLead,
 }
 
-/// Runs the chain again for every recording of `call_sid` from `from`: the
-/// results of that step and later ones are deleted (a lead keeps its facts and
-/// is updated again), and the step's jobs are enqueued on `conn`. Returns how
+/// Runs the chain again for every recording of `call_sid` from `from`, on
+/// `conn`. Nothing is deleted: the step's results are marked
+/// (`redo_requested_at`) and its jobs enqueued; each result stays until its
+/// job replaces it, and a redo that fails leaves it in place (still marked).
+/// Later steps follow as usual, each replacing its own result. Returns how
 /// many jobs were enqueued; 0 when the call has nothing to redo.
 pub async fn reprocess(conn: &mut PgConnection, call_sid: &str, from: Step) -> Result<usize, sqlx::Error> {
-    const DELETE_TRANSCRIPTS: &str = "DELETE FROM transcripts WHERE recording_id = ANY($1)";
     match from {
         Step::FetchRecording => {
-            let reset = "UPDATE recordings
-                SET status = 'pending', storage_key = NULL, content_type = NULL, bytes = NULL, sha256 = NULL, stored_at = NULL
-                WHERE call_sid = $1 RETURNING id";
-            redo(conn, call_sid, reset, Some(DELETE_TRANSCRIPTS), |recording_id| FetchRecording { recording_id }).await
+            let marked = "UPDATE recordings SET redo_requested_at = now() WHERE call_sid = $1 RETURNING id";
+            redo(conn, call_sid, marked, |recording_id| FetchRecording { recording_id }).await
         }
         Step::Transcribe => {
-            let stored = "SELECT id FROM recordings WHERE call_sid = $1 AND status = 'stored'";
-            redo(conn, call_sid, stored, Some(DELETE_TRANSCRIPTS), |recording_id| Transcribe { recording_id }).await
+            let marked = "WITH stored AS (SELECT id FROM recordings WHERE call_sid = $1 AND status = 'stored'),
+                marked AS (UPDATE transcripts SET redo_requested_at = now() WHERE recording_id IN (SELECT id FROM stored))
+                SELECT id FROM stored";
+            redo(conn, call_sid, marked, |recording_id| Transcribe { recording_id }).await
         }
         Step::Analyze => {
-            let transcribed = "SELECT id FROM transcripts WHERE call_sid = $1 AND status = 'transcribed'";
-            let delete_insights = "DELETE FROM insights WHERE transcript_id = ANY($1)";
-            redo(conn, call_sid, transcribed, Some(delete_insights), |transcript_id| Analyze { transcript_id }).await
+            let marked = "WITH transcribed AS (SELECT id FROM transcripts WHERE call_sid = $1 AND status = 'transcribed'),
+                marked AS (UPDATE insights SET redo_requested_at = now() WHERE transcript_id IN (SELECT id FROM transcribed))
+                SELECT id FROM transcribed";
+            redo(conn, call_sid, marked, |transcript_id| Analyze { transcript_id }).await
         }
+        // create-lead is idempotent as it is: the lead is folded again, the CRM
+        // told only of an insight revision it has not heard of.
         Step::CreateLead => {
             let insights = "SELECT id FROM insights WHERE call_sid = $1";
-            redo(conn, call_sid, insights, None, |insight_id| CreateLead { insight_id }).await
+            redo(conn, call_sid, insights, |insight_id| CreateLead { insight_id }).await
         }
     }
 }
 
-/// One step again: `select` the call's inputs of the step (by `call_sid`),
-/// `delete` what the step made from them (by id array), enqueue a job per input.
+/// One step again: `mark` the call's results of the step for a redo and
+/// return the step's inputs (by `call_sid`); enqueue a job per input.
 async fn redo<J: Job>(
     conn: &mut PgConnection,
     call_sid: &str,
-    select: &'static str,
-    delete: Option<&'static str>,
+    mark: &'static str,
     job: impl Fn(i64) -> J,
 ) -> Result<usize, sqlx::Error> {
-    let ids: Vec<i64> = sqlx::query_scalar(select).bind(call_sid).fetch_all(&mut *conn).await?;
-    if let Some(delete) = delete {
-        sqlx::query(delete).bind(&ids).execute(&mut *conn).await?;
-    }
+    let ids: Vec<i64> = sqlx::query_scalar(mark).bind(call_sid).fetch_all(&mut *conn).await?;
     let mut enqueued = 0;
     for id in ids {
         enqueued += usize::from(enqueue(conn, &job(id)).await?.is_some());

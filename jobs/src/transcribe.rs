@@ -1,6 +1,8 @@
 //! `transcribe`: speech to text for a stored recording (text, language,
 //! segments), or a recorded reason why not; enqueues `analyze` in the
-//! transaction that stores the transcript.
+//! transaction that stores the transcript. A transcript is made again only
+//! when a reprocess asked for it (`redo_requested_at`), and replaced in place,
+//! so its insight and lead link stay until the new analysis replaces them.
 
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ struct Stored {
     bytes: Option<i64>,
     duration_seconds: Option<i32>,
     transcribed: bool,
+    /// A reprocess asked for the transcript to be made again.
+    redo: bool,
 }
 
 impl Job for Transcribe {
@@ -45,14 +49,14 @@ impl Job for Transcribe {
     async fn run(self, ctx: JobContext) -> Result<(), JobError> {
         let recording: Stored = sqlx::query_as(
             "SELECT r.call_sid, r.status, r.storage_key, r.bytes, r.duration_seconds,
-                    EXISTS (SELECT 1 FROM transcripts t WHERE t.recording_id = r.id) AS transcribed
-             FROM recordings r WHERE r.id = $1",
+                    t.id IS NOT NULL AS transcribed, t.redo_requested_at IS NOT NULL AS redo
+             FROM recordings r LEFT JOIN transcripts t ON t.recording_id = r.id WHERE r.id = $1",
         )
         .bind(self.recording_id)
         .fetch_optional(&ctx.pool)
         .await?
         .ok_or_else(|| JobError::permanent(format!("recording {} does not exist", self.recording_id)))?;
-        if recording.transcribed {
+        if recording.transcribed && !recording.redo {
             return Ok(());
         }
         let (Some(key), Some(bytes)) = (recording.storage_key.as_deref(), recording.bytes) else {
@@ -79,10 +83,11 @@ impl Job for Transcribe {
     }
 }
 
+/// A skip never replaces a transcript made before; it only settles a redo.
 async fn record_skipped(pool: &PgPool, recording_id: i64, call_sid: &str, reason: &str) -> Result<(), JobError> {
     sqlx::query(
         "INSERT INTO transcripts (recording_id, call_sid, status, skip_reason) VALUES ($1, $2, 'skipped', $3)
-         ON CONFLICT (recording_id) DO NOTHING",
+         ON CONFLICT (recording_id) DO UPDATE SET redo_requested_at = NULL",
     )
     .bind(recording_id)
     .bind(call_sid)
@@ -93,6 +98,8 @@ async fn record_skipped(pool: &PgPool, recording_id: i64, call_sid: &str, reason
     Ok(())
 }
 
+/// Inserts the transcript, or replaces the one a reprocess marked (same row,
+/// so the insight stays linked, marked for re-analysis).
 async fn record_transcript(
     ctx: &JobContext,
     recording_id: i64,
@@ -100,10 +107,14 @@ async fn record_transcript(
     transcription: &Transcription,
 ) -> Result<(), JobError> {
     let mut tx = ctx.pool.begin().await?;
-    let inserted: Option<i64> = sqlx::query_scalar(
+    let written: Option<i64> = sqlx::query_scalar(
         "INSERT INTO transcripts (recording_id, call_sid, status, text, language, duration_seconds, segments, model, request_id)
          VALUES ($1, $2, 'transcribed', $3, $4, round($5::numeric, 3), $6, $7, $8)
-         ON CONFLICT (recording_id) DO NOTHING
+         ON CONFLICT (recording_id) DO UPDATE SET
+            status = 'transcribed', skip_reason = NULL, text = EXCLUDED.text, language = EXCLUDED.language,
+            duration_seconds = EXCLUDED.duration_seconds, segments = EXCLUDED.segments, model = EXCLUDED.model,
+            request_id = EXCLUDED.request_id, redo_requested_at = NULL
+         WHERE transcripts.redo_requested_at IS NOT NULL
          RETURNING id",
     )
     .bind(recording_id)
@@ -116,7 +127,11 @@ async fn record_transcript(
     .bind(&transcription.request_id)
     .fetch_optional(&mut *tx)
     .await?;
-    if let Some(transcript_id) = inserted.filter(|_| ctx.ports.pipeline.auto_analyze) {
+    if let Some(transcript_id) = written.filter(|_| ctx.ports.pipeline.auto_analyze) {
+        sqlx::query("UPDATE insights SET redo_requested_at = now() WHERE transcript_id = $1")
+            .bind(transcript_id)
+            .execute(&mut *tx)
+            .await?;
         enqueue(&mut tx, &Analyze { transcript_id }).await?;
     }
     tx.commit().await?;

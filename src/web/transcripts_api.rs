@@ -1,5 +1,6 @@
 //! `GET /api/transcripts/search?q=&limit=`: calls whose transcript matches a
-//! web-search style query, best first, with highlighted snippets.
+//! web-search style query, best first, with highlighted snippets: the
+//! transcript's own text HTML-escaped, only our `<mark>` tags left as markup.
 
 use axum::extract::{Query, State};
 use axum::routing::get;
@@ -24,9 +25,32 @@ struct Hit {
     transcript_id: i64,
     recording_id: i64,
     language: Option<String>,
-    /// The matching passages, terms wrapped in `<mark>`.
+    /// The matching passages, HTML-escaped, terms wrapped in `<mark>`.
     snippet: String,
     rank: f32,
+}
+
+/// Where `ts_headline` starts and stops a match: private-use characters,
+/// removed from the text first, so they mark our highlights and nothing else.
+const START: char = '\u{E000}';
+const STOP: char = '\u{E001}';
+
+/// `headline` HTML-escaped, its START/STOP markers turned into `<mark>` tags.
+fn highlighted(headline: &str) -> String {
+    let mut html = String::with_capacity(headline.len() + 32);
+    for c in headline.chars() {
+        match c {
+            START => html.push_str("<mark>"),
+            STOP => html.push_str("</mark>"),
+            '&' => html.push_str("&amp;"),
+            '<' => html.push_str("&lt;"),
+            '>' => html.push_str("&gt;"),
+            '"' => html.push_str("&quot;"),
+            '\'' => html.push_str("&#39;"),
+            c => html.push(c),
+        }
+    }
+    html
 }
 
 async fn search(State(state): State<AppState>, Query(query): Query<SearchQuery>) -> Result<Json<Vec<Hit>>, ApiError> {
@@ -36,9 +60,10 @@ async fn search(State(state): State<AppState>, Query(query): Query<SearchQuery>)
     if !(1..=100).contains(&limit) {
         return Err(ApiError::validation("limit", "must be between 1 and 100"));
     }
-    let hits = sqlx::query_as(
+    let mut hits: Vec<Hit> = sqlx::query_as(
         "SELECT t.call_sid, t.id AS transcript_id, t.recording_id, t.language,
-                ts_headline('simple', t.text, query, 'StartSel=<mark>, StopSel=</mark>, MaxFragments=2, MaxWords=20, MinWords=5') AS snippet,
+                ts_headline('simple', translate(t.text, $3, ''), query,
+                            'StartSel=' || $4 || ', StopSel=' || $5 || ', MaxFragments=2, MaxWords=20, MinWords=5') AS snippet,
                 ts_rank(t.search, query) AS rank
          FROM transcripts t, websearch_to_tsquery('simple', $1) AS query
          WHERE t.search @@ query
@@ -47,7 +72,27 @@ async fn search(State(state): State<AppState>, Query(query): Query<SearchQuery>)
     )
     .bind(q)
     .bind(limit)
+    .bind(format!("{START}{STOP}"))
+    .bind(START.to_string())
+    .bind(STOP.to_string())
     .fetch_all(&state.pool)
     .await?;
+    for hit in &mut hits {
+        hit.snippet = highlighted(&hit.snippet);
+    }
     Ok(Json(hits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_are_escaped_except_for_our_marks() {
+        let headline = format!("<script>alert(\"x\" & 'y')</script> {START}Whitefield{STOP} flat");
+        assert_eq!(
+            highlighted(&headline),
+            "&lt;script&gt;alert(&quot;x&quot; &amp; &#39;y&#39;)&lt;/script&gt; <mark>Whitefield</mark> flat"
+        );
+    }
 }

@@ -119,7 +119,8 @@ struct CallWithEvents {
     #[serde(flatten)]
     call: Call,
     events: Vec<Event>,
-    /// Recordings, transcripts, insights and the lead (see `call_outcome`).
+    /// Recordings (without their provider source URL), transcripts,
+    /// insights and the lead (see `call_outcome`).
     #[serde(flatten)]
     outcome: serde_json::Map<String, serde_json::Value>,
 }
@@ -140,8 +141,22 @@ async fn read(State(state): State<AppState>, Path(sid): Path<String>) -> Result<
     .fetch_all(&state.pool)
     .await?;
     let outcome = match crate::web::call_outcome::for_call(&state.pool, &sid).await? {
-        serde_json::Value::Object(outcome) => outcome,
+        serde_json::Value::Object(outcome) => without_source_urls(outcome),
         _ => serde_json::Map::new(),
     };
     Ok(Json(CallWithEvents { call, events, outcome }))
+}
+
+/// The provider's recording URL can carry credentials or a signature
+/// (Exotel's pre-signed links), and is of no use to an operator: the audio is
+/// at `GET /api/calls/{sid}/recording`.
+fn without_source_urls(
+    mut outcome: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    if let Some(serde_json::Value::Array(recordings)) = outcome.get_mut("recordings") {
+        for recording in recordings.iter_mut().filter_map(serde_json::Value::as_object_mut) {
+            recording.remove("source_url");
+        }
+    }
+    outcome
 }

@@ -92,6 +92,31 @@ async fn transcript_search_returns_calls_with_highlighted_snippets(pool: PgPool)
     let snippet = hits[0]["snippet"].as_str().unwrap();
     assert!(snippet.contains("<mark>Whitefield</mark>") && snippet.contains("<mark>flat</mark>"), "{snippet}");
 
+    let recording: i64 = sqlx::query_scalar(
+        "INSERT INTO recordings (provider, call_sid, recording_sid, source_url) VALUES ('twilio', 'CA0106', 'RE0106', 'x')
+         RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let text = "He said <script>alert('x')</script> Koramangala & Indiranagar, 5 > 3, \"cheaper\" <b>really";
+    sqlx::query(
+        "INSERT INTO transcripts (recording_id, call_sid, status, text) VALUES ($1, 'CA0106', 'transcribed', $2)",
+    )
+    .bind(recording)
+    .bind(text)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let hits: Vec<Value> = get(&app, "/api/transcripts/search?q=koramangala").await.json().await.unwrap();
+    let snippet = hits[0]["snippet"].as_str().unwrap();
+    assert!(snippet.contains("<mark>Koramangala</mark> &amp; Indiranagar, 5 &gt; 3, &quot;cheaper&quot;"), "{snippet}");
+    let markup = snippet.replace("<mark>", "").replace("</mark>", "");
+    assert!(
+        !markup.contains('<') && !markup.contains('>') && !markup.contains('"'),
+        "only our marks are markup: {snippet}"
+    );
+
     let none: Vec<Value> = get(&app, "/api/transcripts/search?q=villa").await.json().await.unwrap();
     assert!(none.is_empty());
     let missing = get(&app, "/api/transcripts/search").await;
@@ -166,6 +191,9 @@ async fn reprocessing_from_analyze_replaces_the_insight_and_keeps_one_lead(pool:
     assert_eq!(outcome["lead"]["phone"], CUSTOMER);
     let old_insight = outcome["insights"][0]["id"].as_i64().unwrap();
 
+    let mut second = super::fakes::hot_insight();
+    second["lead_score"] = serde_json::json!(55);
+    world.fakes.set_insight(second);
     let app = app_for(&pool, &world).await;
     let url = format!("{}/api/calls/CA0105/reprocess?from=analyze", app.base_url);
     let response = app.client.post(&url).bearer_auth(API_TOKEN).send().await.unwrap();
@@ -175,12 +203,17 @@ async fn reprocessing_from_analyze_replaces_the_insight_and_keeps_one_lead(pool:
         world.fakes.hits(Endpoint::Chat) == 2
     })
     .await;
-    wait_for_count(&pool, "lead_calls", 1).await;
-    wait_for_jobs(&pool, "create-lead", "done").await;
     wait_for_jobs(&pool, "analyze", "done").await;
+    wait_for_count(&pool, "lead_calls WHERE crm_delivered_at IS NOT NULL", 1).await;
+    wait_for_jobs(&pool, "create-lead", "done").await;
 
-    let new_insight: i64 = sqlx::query_scalar("SELECT id FROM insights").fetch_one(&pool).await.unwrap();
-    assert!(new_insight > old_insight);
+    let (insight, revision, score): (i64, i32, i32) =
+        sqlx::query_as("SELECT id, revision, lead_score FROM insights").fetch_one(&pool).await.unwrap();
+    assert_eq!((insight, revision, score), (old_insight, 2, 55), "replaced in place, the lead link kept");
+    let lead_score: i32 = sqlx::query_scalar("SELECT score FROM leads").fetch_one(&pool).await.unwrap();
+    assert_eq!(lead_score, 55, "the re-analysis is the call's newest word");
+    let deliveries: Vec<String> = world.fakes.crm_deliveries().into_iter().map(|d| d.delivery_id).collect();
+    assert_eq!(deliveries, vec![format!("switchboard-insight-{insight}"), format!("switchboard-insight-{insight}-r2")]);
     assert_eq!(count(&pool, "leads").await, 1);
     assert_eq!(count(&pool, "transcripts").await, 1);
     let bad_step = app.client.post(format!("{url}-later")).bearer_auth(API_TOKEN).send().await.unwrap();

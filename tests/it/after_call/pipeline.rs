@@ -6,17 +6,18 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use switchboard::recording_fetch::{BasicAuth, RecordingDownloader};
 use switchboard::storage::RecordingStorage;
 use switchboard_jobs::analyze::Analyze;
 use switchboard_jobs::create_lead::CreateLead;
 use switchboard_jobs::fetch_recording::FetchRecording;
 use switchboard_jobs::fetch_recording::{RecordingRef, request_fetch};
-use switchboard_jobs::pipeline::PipelineSettings;
-use switchboard_jobs::ports::{Ports, Provider};
+use switchboard_jobs::pipeline::{PipelineSettings, Step, reprocess};
+use switchboard_jobs::ports::{Ports, Provider, RecordingStore};
 use switchboard_jobs::queue::enqueue;
 use switchboard_jobs::transcribe::Transcribe;
 
-use super::fakes::{CRM_SECRET, Canned, Endpoint, TRANSCRIPT, fake_mp3, hot_insight};
+use super::fakes::{ACCOUNT_SID, AUTH_TOKEN, CRM_SECRET, Canned, Endpoint, TRANSCRIPT, fake_mp3, hot_insight};
 use super::{CUSTOMER, World, announce, count, job_errors, job_ids, make_retries_due, wait_for_count, wait_for_jobs};
 use crate::support::moto::Moto;
 use crate::support::{binary, job_state};
@@ -97,7 +98,7 @@ async fn one_recording_webhook_gives_exactly_one_object_transcript_insight_and_l
     assert_eq!(lead["budget_max_inr"], 12_000_000);
     assert_eq!((lead["purpose"].as_str(), lead["timeline"].as_str()), (Some("end_use"), Some("1-3 months")));
     let called_at: DateTime<Utc> =
-        sqlx::query_scalar("SELECT created_at FROM recordings").fetch_one(&pool).await.unwrap();
+        sqlx::query_scalar("SELECT called_at FROM recordings").fetch_one(&pool).await.unwrap();
     let due: DateTime<Utc> = serde_json::from_value(lead["follow_up_due_at"].clone()).unwrap();
     assert_eq!(due, called_at + chrono::Duration::days(2));
 
@@ -433,7 +434,7 @@ async fn reprocessing_from_the_start_fetches_again_and_keeps_one_lead(pool: PgPo
     wait_for_count(&pool, "lead_calls WHERE crm_delivered_at IS NOT NULL", 1).await;
 
     let mut tx = pool.begin().await.unwrap();
-    let enqueued = switchboard_jobs::pipeline::reprocess(&mut tx, "CA0015", Default::default()).await.unwrap();
+    let enqueued = reprocess(&mut tx, "CA0015", Default::default()).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(enqueued, 1);
     wait_until_crm_told(&world, 2).await;
@@ -480,5 +481,135 @@ async fn an_exotel_recording_is_fetched_from_its_url_as_given(pool: PgPool) {
     assert_eq!(key, format!("exotel/{sid}/{sid}.wav"));
     assert_eq!(content_type, "audio/wav");
     assert!(world.fakes.transcription_requests()[0].contains(&format!("{sid}.wav")));
+    world.workers.stop().await;
+}
+
+async fn reprocess_call(pool: &PgPool, call_sid: &str, from: Step) {
+    let mut tx = pool.begin().await.unwrap();
+    assert_eq!(reprocess(&mut tx, call_sid, from).await.unwrap(), 1);
+    tx.commit().await.unwrap();
+}
+
+async fn wait_for_dead(pool: &PgPool, kind: &str, n: i64) {
+    crate::support::wait_until(std::time::Duration::from_secs(30), &format!("{n} dead {kind} jobs"), || async {
+        count(pool, &format!("job_overview WHERE kind = '{kind}' AND state = 'dead'")).await == n
+    })
+    .await;
+}
+
+/// Everything the chain made for the one call, as rows.
+async fn results(pool: &PgPool) -> Value {
+    sqlx::query_scalar(
+        "SELECT jsonb_build_object(
+            'recording', (SELECT to_jsonb(r) - 'redo_requested_at' FROM recordings r),
+            'transcript', (SELECT to_jsonb(t) - 'redo_requested_at' - 'search' FROM transcripts t),
+            'insight', (SELECT to_jsonb(i) - 'redo_requested_at' FROM insights i),
+            'lead', (SELECT to_jsonb(l) FROM leads l),
+            'lead_calls', (SELECT jsonb_agg(to_jsonb(lc)) FROM lead_calls lc))",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_reprocess_that_fails_leaves_the_previous_results_in_place(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    announce(&pool, &world.fakes, "CA0016", 95, CUSTOMER).await;
+    wait_for_count(&pool, "lead_calls WHERE crm_delivered_at IS NOT NULL", 1).await;
+    let before = results(&pool).await;
+    assert_eq!(before["transcript"]["text"], TRANSCRIPT);
+
+    // The recording URL now fails: the fresh download goes dead.
+    world.fakes.fail(Endpoint::Recording, Canned::status(401));
+    reprocess_call(&pool, "CA0016", Step::FetchRecording).await;
+    wait_for_dead(&pool, "fetch-recording", 1).await;
+    assert_eq!(results(&pool).await, before, "recording, transcript, insight and lead link are intact");
+    assert_eq!(count(&pool, "recordings WHERE redo_requested_at IS NOT NULL").await, 1, "the redo is still asked for");
+    let stored = world.storage.get("twilio/CA0016/RE0016.mp3").await.unwrap();
+    assert_eq!(stored, world.fakes.recording());
+
+    // So does a transcription redo that OpenAI refuses.
+    world.fakes.fail(Endpoint::Transcription, Canned::openai_error(400, "invalid_request_error", "bad audio"));
+    reprocess_call(&pool, "CA0016", Step::Transcribe).await;
+    wait_for_dead(&pool, "transcribe", 1).await;
+    assert_eq!(results(&pool).await, before);
+    assert_eq!(world.fakes.hits(Endpoint::Chat), 1, "nothing was analysed again");
+    world.workers.stop().await;
+}
+
+async fn insert_call(pool: &PgPool, call_sid: &str, hours_ago: i32) -> DateTime<Utc> {
+    sqlx::query_scalar(
+        "INSERT INTO calls (provider, call_sid, direction, from_number, status, created_at)
+         VALUES ('twilio', $1, 'inbound', $2, 'completed', now() - make_interval(hours => $3)) RETURNING created_at",
+    )
+    .bind(call_sid)
+    .bind(CUSTOMER)
+    .bind(hours_ago)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_earlier_call_analysed_later_does_not_overwrite_the_later_calls_score(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::start(&pool).await;
+    insert_call(&pool, "CA0017", 2).await;
+    let later_call = insert_call(&pool, "CA0018", 1).await;
+
+    let mut later = hot_insight();
+    for (field, value) in [("lead_score", json!(40)), ("summary", json!("Comparing builders now."))] {
+        later[field] = value;
+    }
+    world.fakes.set_insight(later);
+    announce(&pool, &world.fakes, "CA0018", 95, CUSTOMER).await;
+    wait_for_count(&pool, "lead_calls", 1).await;
+
+    // The earlier call's recording is processed only now (its fetch kept failing, say).
+    let mut earlier = hot_insight();
+    earlier["customer_email"] = json!("rahul@example.com");
+    world.fakes.set_insight(earlier);
+    announce(&pool, &world.fakes, "CA0017", 95, CUSTOMER).await;
+    wait_for_count(&pool, "lead_calls", 2).await;
+
+    let check = |lead: Value| {
+        assert_eq!(lead["score"], 40, "the later call's score stays");
+        assert_eq!(lead["hot"], false);
+        assert_eq!(lead["summary"], "Comparing builders now.");
+        let due: DateTime<Utc> = serde_json::from_value(lead["follow_up_due_at"].clone()).unwrap();
+        assert_eq!(due, later_call + chrono::Duration::days(2), "the follow-up is the later call's");
+        assert_eq!(lead["email"], "rahul@example.com", "the earlier call still fills a gap");
+    };
+    check(lead(&pool).await);
+
+    // Analysing the earlier call again changes nothing either.
+    reprocess_call(&pool, "CA0017", Step::Analyze).await;
+    wait_for_count(&pool, "insights WHERE call_sid = 'CA0017' AND revision = 2", 1).await;
+    wait_for_jobs(&pool, "create-lead", "done").await;
+    check(lead(&pool).await);
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_recording_over_recording_max_bytes_is_dead_naming_the_limit(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::build(&pool, None, |ports, _| {
+        let twilio = BasicAuth { user: ACCOUNT_SID.to_owned(), secret: AUTH_TOKEN.to_owned() };
+        let fetcher = RecordingDownloader::new(Some(twilio), None, 1000, std::time::Duration::from_secs(10));
+        Ports { recording_fetcher: Some(std::sync::Arc::new(fetcher.unwrap())), ..ports }
+    })
+    .await;
+    announce(&pool, &world.fakes, "CA0019", 95, CUSTOMER).await;
+    wait_until_dead(&pool).await;
+
+    let errors = job_errors(&pool, "fetch-recording").await;
+    assert_eq!(
+        errors,
+        vec![("dead".to_owned(), "recording is 65536 bytes, over RECORDING_MAX_BYTES=1000; not downloaded".to_owned())]
+    );
+    assert_eq!(count(&pool, "recordings WHERE status = 'pending'").await, 1);
+    assert!(job_ids(&pool, "transcribe").await.is_empty());
     world.workers.stop().await;
 }

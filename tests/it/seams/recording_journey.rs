@@ -88,6 +88,8 @@ async fn signed_recording_webhook_gives_one_recording_transcript_insight_and_lea
         .unwrap();
     assert_eq!(call["recordings"].as_array().map(Vec::len), Some(1), "{call}");
     assert_eq!(call["recordings"][0]["status"], "stored");
+    assert_eq!(call["recordings"][0]["recording_sid"], RECORDING_SID);
+    assert!(call["recordings"][0].get("source_url").is_none(), "the provider's URL is not shown: {call}");
     assert_eq!(call["transcripts"].as_array().map(Vec::len), Some(1));
     assert_eq!(call["insights"].as_array().map(Vec::len), Some(1));
     assert_eq!(call["insights"][0]["lead_score"], 82);
