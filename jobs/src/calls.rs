@@ -138,7 +138,9 @@ pub struct StatusUpdate {
 }
 
 /// Applies `update` when it is newer than what the row holds; returns whether
-/// it was applied. On a terminal status the agent's slot is released (once).
+/// it was applied. On a terminal status the agent's slot is released (once),
+/// and a caller who had not reached an agent (waiting, or their agent's leg
+/// still being placed) has abandoned the call.
 pub async fn apply_status(conn: &mut PgConnection, call_id: i64, update: &StatusUpdate) -> Result<bool, sqlx::Error> {
     let applied = sqlx::query(
         "UPDATE calls SET
@@ -147,7 +149,8 @@ pub async fn apply_status(conn: &mut PgConnection, call_id: i64, update: &Status
             duration_secs = COALESCE($4, duration_secs),
             answered_at = CASE WHEN $2 = 'in-progress' THEN COALESCE(answered_at, $5) ELSE answered_at END,
             ended_at = CASE WHEN $2 = ANY($6) THEN COALESCE(ended_at, $5) ELSE ended_at END,
-            routing_state = CASE WHEN $2 = ANY($6) AND routing_state = 'waiting' THEN 'abandoned' ELSE routing_state END,
+            routing_state = CASE WHEN $2 = ANY($6) AND routing_state IN ('waiting', 'reserved') THEN 'abandoned'
+                ELSE routing_state END,
             updated_at = now()
          WHERE id = $1
            AND (($3::int IS NOT NULL AND $3 > last_sequence) OR ($3::int IS NULL AND ended_at IS NULL))",

@@ -4,27 +4,43 @@
 //! department's max wait, then its overflow action (`callback` schedules an
 //! outbound service call back to the caller).
 //!
-//! Idempotent by the call's `routing_state`: a second run continues where the
-//! first stopped (a reserved agent is bridged, an overflow is finished) and
-//! does nothing once the call is bridged, overflowed or over.
+//! A Twilio bridge is an attempt, recorded with the reservation in the
+//! transaction that holds the caller's row and saw them still waiting, before
+//! Twilio is asked to call the agent. The attempt id rides in the agent leg's
+//! StatusCallback URL, so the leg's statuses find the caller even when they
+//! beat Twilio's answer to us; the leg gets no `calls` row of its own.
+//!
+//! Idempotent by the call's `routing_state`: a re-run that finds an attempt in
+//! flight (`reserved`) never dials again: it waits to hear from Twilio for up
+//! to [`BRIDGE_SILENCE_LIMIT`], then counts the attempt as missed and routes
+//! the caller again. A run finishes an overflow it finds begun and does nothing
+//! once the call is bridged, overflowed or over.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::calls::{self, CallStatus};
 use crate::outbound;
-use crate::ports::{OutboundCall, PortError, Provider};
+use crate::ports::{OutboundCall, Provider};
 use crate::queue::{self, EnqueueOptions, Job, JobContext, JobError, RetryPolicy};
-use crate::routing::{self, Department};
+use crate::routing::{self, Department, ReservedAgent};
 
 /// How often a waiting call looks for a free agent again.
 pub(crate) const LOOK_AGAIN_EVERY: Duration = Duration::from_secs(2);
 
+/// How long a bridge attempt may stay in flight without a word from Twilio
+/// (neither its answer to our request nor a status of the leg) before it
+/// counts as missed. Twilio reports `initiated` within a second or two.
+pub const BRIDGE_SILENCE_LIMIT: Duration = Duration::from_secs(30);
+
 /// Where the status of bridged agent legs is reported (joined to the public base URL).
 pub const TWILIO_STATUS_PATH: &str = "/webhooks/twilio/status";
+/// The query parameter of an agent leg's StatusCallback naming its bridge attempt.
+pub const BRIDGE_PARAM: &str = "bridge";
 /// Where an overflowing Twilio call is sent for its overflow TwiML.
 pub const TWILIO_OVERFLOW_PATH: &str = "/webhooks/twilio/overflow";
 
@@ -40,33 +56,70 @@ pub async fn enqueue(conn: &mut PgConnection, call_id: i64, reroutes: i32) -> Re
     Ok(())
 }
 
-/// The agent leg `bridge_call_sid` ended unanswered (busy, no-answer, failed,
-/// canceled): free that agent and route the caller, still queued, afresh.
-pub async fn after_missed_bridge(
-    conn: &mut PgConnection,
-    provider: Provider,
-    bridge_call_sid: &str,
-) -> Result<(), sqlx::Error> {
-    let missed: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM calls
-         WHERE provider = $1 AND bridge_call_sid = $2 AND routing_state = 'bridged' AND ended_at IS NULL
-         FOR UPDATE",
-    )
-    .bind(provider)
-    .bind(bridge_call_sid)
+/// A status callback that may be about an agent leg `route-call` placed.
+#[derive(Debug, Clone)]
+pub struct LegStatus<'a> {
+    /// The [`BRIDGE_PARAM`] of the callback URL; legs placed before attempts were recorded have none.
+    pub attempt: Option<Uuid>,
+    pub call_sid: &'a str,
+    pub status: CallStatus,
+}
+
+/// Applies `leg` to the caller's call it bridges, found by the leg's attempt
+/// id (or, without one, by the leg's CallSid). Any status confirms the bridge
+/// and names the leg; a terminal one gives the agent's slot back; an
+/// unanswered one (busy, no-answer, failed, canceled) of a caller still on the
+/// line puts them back in line and routes them again. Returns whether `leg`
+/// is an agent leg: those get no `calls` row of their own, and the status of
+/// an attempt already given up changes nothing.
+pub async fn apply_leg_status(conn: &mut PgConnection, leg: &LegStatus<'_>) -> Result<bool, sqlx::Error> {
+    // Two shapes, so each lookup can use its own index.
+    let leg_is =
+        if leg.attempt.is_some() { "bridge_attempt_id = $1" } else { "bridge_call_sid = $2 AND $1::uuid IS NULL" };
+    let bridged: Option<(i64, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE calls SET bridge_call_sid = COALESCE(bridge_call_sid, $2),
+            routing_state = CASE WHEN routing_state = 'reserved' THEN 'bridged' ELSE routing_state END,
+            updated_at = now()
+         WHERE provider = 'twilio' AND {leg_is}
+         RETURNING id, routing_state = 'bridged' AND ended_at IS NULL"
+    )))
+    .bind(leg.attempt)
+    .bind(leg.call_sid)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(call_id) = missed else { return Ok(()) };
+    let Some((call_id, on_the_line)) = bridged else { return Ok(leg.attempt.is_some()) };
+    if leg.status.is_terminal() {
+        calls::release_agent(conn, call_id).await?;
+        if on_the_line && leg.status != CallStatus::Completed {
+            let reroutes = back_in_line(conn, call_id).await?;
+            enqueue(conn, call_id, reroutes).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// The caller's call that agent leg `leg_sid` bridged, if it is one.
+pub async fn caller_of_leg(conn: &mut PgConnection, leg_sid: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM calls WHERE provider = 'twilio' AND bridge_call_sid = $1 LIMIT 1")
+        .bind(leg_sid)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The bridge attempt ended without the agent (unanswered, refused, or silent
+/// too long): the agent's slot back (once), the caller waiting again. Returns
+/// how many times the call has gone back in line.
+async fn back_in_line(conn: &mut PgConnection, call_id: i64) -> Result<i32, sqlx::Error> {
     calls::release_agent(conn, call_id).await?;
-    let reroutes: i32 = sqlx::query_scalar(
-        "UPDATE calls SET routing_state = 'waiting', agent_id = NULL, agent_released_at = NULL, bridge_call_sid = NULL,
+    sqlx::query_scalar(
+        "UPDATE calls SET routing_state = 'waiting', agent_id = NULL, agent_released_at = NULL,
+            bridge_attempt_id = NULL, bridge_started_at = NULL, bridge_call_sid = NULL,
             reroutes = reroutes + 1, updated_at = now()
          WHERE id = $1 RETURNING reroutes",
     )
     .bind(call_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    enqueue(conn, call_id, reroutes).await
+    .fetch_one(conn)
+    .await
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -76,7 +129,7 @@ struct WaitingCall {
     to_number: Option<String>,
     status: String,
     routing_state: String,
-    agent_phone: Option<String>,
+    bridge_started_at: Option<DateTime<Utc>>,
     queued_at: DateTime<Utc>,
     department_id: i64,
     strategy: String,
@@ -102,11 +155,25 @@ impl WaitingCall {
     }
 }
 
+/// A bridge attempt just recorded: the agent to call.
+struct Attempt {
+    id: Uuid,
+    started_at: DateTime<Utc>,
+    agent_phone: String,
+}
+
+/// When an attempt started at `started_at` counts as missed if Twilio stayed silent.
+fn silence_ends(started_at: DateTime<Utc>) -> DateTime<Utc> {
+    started_at + chrono::Duration::from_std(BRIDGE_SILENCE_LIMIT).expect("small duration")
+}
+
 /// What to do once the routing decision is committed.
 enum Next {
     Done,
     LookAgainAt(DateTime<Utc>),
-    Bridge { agent_phone: String },
+    Bridge(Attempt),
+    /// An attempt is in flight: come back when its silence would end.
+    AwaitBridge(DateTime<Utc>),
     Overflow,
 }
 
@@ -133,7 +200,8 @@ impl Job for RouteCall {
         match next {
             Next::Done => Ok(()),
             Next::LookAgainAt(at) => Err(JobError::snooze(at, "no agent free")),
-            Next::Bridge { agent_phone } => bridge(&ctx, self.call_id, &call, agent_phone).await,
+            Next::AwaitBridge(at) => Err(JobError::snooze(at, "a bridge attempt is in flight; waiting for Twilio")),
+            Next::Bridge(attempt) => bridge(&ctx, self.call_id, &call, attempt).await,
             Next::Overflow => overflow(&ctx, self.call_id, &call).await,
         }
     }
@@ -141,12 +209,11 @@ impl Job for RouteCall {
 
 async fn load(conn: &mut PgConnection, call_id: i64) -> Result<Option<WaitingCall>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT c.provider, c.call_sid, c.to_number, c.status, c.routing_state, a.phone AS agent_phone,
+        "SELECT c.provider, c.call_sid, c.to_number, c.status, c.routing_state, c.bridge_started_at,
                 COALESCE(c.queued_at, c.created_at) AS queued_at,
                 d.id AS department_id, d.strategy, d.required_skills, d.max_wait_secs
          FROM calls c
          JOIN departments d ON d.id = c.department_id
-         LEFT JOIN agents a ON a.id = c.agent_id
          WHERE c.id = $1
          FOR UPDATE OF c",
     )
@@ -155,36 +222,46 @@ async fn load(conn: &mut PgConnection, call_id: i64) -> Result<Option<WaitingCal
     .await
 }
 
-/// What the locked call row's routing state calls for.
+/// What the locked call row's routing state calls for. The row stays locked
+/// until the decision commits, so a hangup cannot land between what is seen
+/// here and what is claimed.
 async fn decide(conn: &mut PgConnection, call_id: i64, call: &WaitingCall) -> Result<Next, JobError> {
     if call.is_over() {
         return Ok(Next::Done);
     }
-    match (call.routing_state.as_str(), &call.agent_phone) {
+    match (call.routing_state.as_str(), call.bridge_started_at) {
         ("waiting", _) => route_waiting(conn, call_id, call).await,
-        ("reserved", Some(phone)) => Ok(Next::Bridge { agent_phone: phone.clone() }),
-        // The reserved agent was deleted meanwhile: route afresh.
-        ("reserved", None) => route_waiting(conn, call_id, call).await,
+        ("reserved", Some(started_at)) if Utc::now() < silence_ends(started_at) => {
+            Ok(Next::AwaitBridge(silence_ends(started_at)))
+        }
+        ("reserved", Some(_)) => {
+            tracing::warn!(call_sid = %call.call_sid, "bridge attempt unheard of for too long: routing again");
+            back_in_line(conn, call_id).await?;
+            route_waiting(conn, call_id, call).await
+        }
         ("overflowing", _) => Ok(Next::Overflow),
         _ => Ok(Next::Done),
     }
 }
 
-/// Reserves an agent, or moves towards overflow once the wait is over.
+/// Reserves an agent (and, on Twilio, records the bridge attempt), or moves
+/// towards overflow once the wait is over.
 async fn route_waiting(conn: &mut PgConnection, call_id: i64, call: &WaitingCall) -> Result<Next, JobError> {
-    // Exotel dials the agent itself once the Connect endpoint answers with them.
-    let (reserved_state, overflow_state) = match call.provider {
-        Provider::Twilio => ("reserved", "overflowing"),
-        Provider::Exotel => ("bridged", "overflowed"),
-    };
     if let Some(agent) = routing::reserve(conn, &call.department()?).await? {
-        set_state(conn, call_id, reserved_state, Some(agent.id)).await?;
         tracing::info!(call_sid = %call.call_sid, agent_id = agent.id, "agent reserved");
-        return Ok(match call.provider {
-            Provider::Twilio => Next::Bridge { agent_phone: agent.phone },
-            Provider::Exotel => Next::Done,
-        });
+        return match call.provider {
+            Provider::Twilio => Ok(Next::Bridge(record_attempt(conn, call_id, agent).await?)),
+            // Exotel dials the agent itself once the Connect endpoint answers with them.
+            Provider::Exotel => {
+                set_state(conn, call_id, "bridged", Some(agent.id)).await?;
+                Ok(Next::Done)
+            }
+        };
     }
+    let overflow_state = match call.provider {
+        Provider::Twilio => "overflowing",
+        Provider::Exotel => "overflowed",
+    };
     let now = Utc::now();
     if now >= call.wait_ends() {
         set_state(conn, call_id, overflow_state, None).await?;
@@ -217,52 +294,88 @@ async fn set_state(
     Ok(())
 }
 
+/// Claims the bridge for the waiting caller (whose row is locked): the agent
+/// holds the call and a new attempt is in flight from now on.
+async fn record_attempt(conn: &mut PgConnection, call_id: i64, agent: ReservedAgent) -> Result<Attempt, sqlx::Error> {
+    let id = Uuid::new_v4();
+    let started_at = sqlx::query_scalar(
+        "UPDATE calls SET routing_state = 'reserved', agent_id = $2, bridge_attempt_id = $3,
+            bridge_started_at = now(), bridge_call_sid = NULL, updated_at = now()
+         WHERE id = $1 RETURNING bridge_started_at",
+    )
+    .bind(call_id)
+    .bind(agent.id)
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
+    Ok(Attempt { id, started_at, agent_phone: agent.phone })
+}
+
 /// Calls the reserved agent; answering, they dequeue the caller (the queue is
-/// named after the caller's CallSid, so they get exactly this caller).
-async fn bridge(ctx: &JobContext, call_id: i64, call: &WaitingCall, agent_phone: String) -> Result<(), JobError> {
-    let our_number = call.to_number.clone().ok_or_else(|| JobError::permanent("the call has no To number"))?;
-    let agent_leg = OutboundCall {
-        provider: Provider::Twilio,
-        from: None,
-        to: agent_phone,
-        caller_id: our_number,
-        twiml: Some(format!("<Response><Dial><Queue>{}</Queue></Dial></Response>", call.call_sid)),
-        custom_field: None,
-        status_callback: TWILIO_STATUS_PATH.to_owned(),
-        record: true,
-    };
-    match ctx.ports.telephony()?.place_call(&agent_leg).await {
-        Ok(placed) => {
+/// named after the caller's CallSid, so they get exactly this caller). When
+/// Twilio's answer is lost (timeout, 5xx) the leg may ring anyway: the attempt
+/// stays in flight and the job comes back when its silence would end.
+async fn bridge(ctx: &JobContext, call_id: i64, call: &WaitingCall, attempt: Attempt) -> Result<(), JobError> {
+    match place_agent_leg(ctx, call, &attempt).await {
+        Ok(leg_sid) => {
             sqlx::query(
-                "UPDATE calls SET routing_state = 'bridged', bridge_call_sid = $2, updated_at = now()
-                 WHERE id = $1 AND routing_state = 'reserved'",
+                "UPDATE calls SET bridge_call_sid = $3,
+                    routing_state = CASE WHEN routing_state = 'reserved' THEN 'bridged' ELSE routing_state END,
+                    updated_at = now()
+                 WHERE id = $1 AND bridge_attempt_id = $2",
             )
             .bind(call_id)
-            .bind(&placed.call_sid)
+            .bind(attempt.id)
+            .bind(&leg_sid)
             .execute(&ctx.pool)
             .await?;
             Ok(())
         }
-        Err(error @ PortError::Permanent { .. }) => {
-            back_to_waiting(ctx, call_id).await?;
-            Err(error.into())
+        Err(JobError::Retry { message, .. }) => {
+            let error = crate::phone::mask_in_text(&message);
+            tracing::warn!(call_sid = %call.call_sid, %error, "agent leg may or may not be placed");
+            Err(JobError::snooze(
+                silence_ends(attempt.started_at),
+                format!("agent leg may or may not be placed: {message}"),
+            ))
         }
-        Err(error) => Err(error.into()),
+        Err(refused) => {
+            give_up(ctx, call_id, attempt.id).await?;
+            Err(refused)
+        }
     }
 }
 
-/// The agent could not be called: free their slot and put the caller back in
-/// line, so a replay of this job routes the call afresh.
-async fn back_to_waiting(ctx: &JobContext, call_id: i64) -> Result<(), sqlx::Error> {
+async fn place_agent_leg(ctx: &JobContext, call: &WaitingCall, attempt: &Attempt) -> Result<String, JobError> {
+    let our_number = call.to_number.clone().ok_or_else(|| JobError::permanent("the call has no To number"))?;
+    let agent_leg = OutboundCall {
+        provider: Provider::Twilio,
+        from: None,
+        to: attempt.agent_phone.clone(),
+        caller_id: our_number,
+        twiml: Some(format!("<Response><Dial><Queue>{}</Queue></Dial></Response>", call.call_sid)),
+        custom_field: None,
+        status_callback: format!("{TWILIO_STATUS_PATH}?{BRIDGE_PARAM}={}", attempt.id),
+        record: true,
+    };
+    Ok(ctx.ports.telephony()?.place_call(&agent_leg).await?.call_sid)
+}
+
+/// The agent leg was refused (or cannot be placed here at all): nothing
+/// rings, so the agent's slot goes back and the caller waits again, routed
+/// afresh by a replay of this job. An attempt already given up stays so.
+async fn give_up(ctx: &JobContext, call_id: i64, attempt: Uuid) -> Result<(), sqlx::Error> {
     let mut tx = ctx.pool.begin().await?;
-    calls::release_agent(&mut tx, call_id).await?;
-    sqlx::query(
-        "UPDATE calls SET routing_state = 'waiting', agent_id = NULL, agent_released_at = NULL, updated_at = now()
-         WHERE id = $1 AND routing_state = 'reserved'",
+    let current: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM calls WHERE id = $1 AND bridge_attempt_id = $2 AND routing_state = 'reserved' FOR UPDATE",
     )
     .bind(call_id)
-    .execute(&mut *tx)
+    .bind(attempt)
+    .fetch_optional(&mut *tx)
     .await?;
+    if current.is_some() {
+        back_in_line(&mut tx, call_id).await?;
+    }
     tx.commit().await
 }
 

@@ -176,10 +176,11 @@ fn exotel_time(raw: &str) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| format!("{raw:?} is not a valid India time"))
 }
 
-/// The Connect applet's answer: dial `agent`, or nobody (`numbers: []` takes
-/// the flow's "no one dialled" branch: queue or voicemail).
-pub fn connect_answer(agent: Option<&str>, caller_id: Option<&str>) -> Value {
-    let numbers: Vec<&str> = agent.into_iter().collect();
+/// The Connect applet's answer: dial `number` (the agent, or an overflow's
+/// transfer number), or nobody (`numbers: []` takes the flow's "no one
+/// dialled" branch: queue or voicemail).
+pub fn connect_answer(number: Option<&str>, caller_id: Option<&str>) -> Value {
+    let numbers: Vec<&str> = number.into_iter().collect();
     let mut answer = json!({
         "fetch_after_attempt": false,
         "destination": { "numbers": numbers },

@@ -9,6 +9,8 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use switchboard_jobs::calls::{CallStatus, Direction};
+use switchboard_jobs::route_call::BRIDGE_PARAM;
+use uuid::Uuid;
 
 use super::fields::Fields;
 use super::identifiers::{CallSid, Digits};
@@ -23,6 +25,17 @@ pub enum SignatureError {
     Mismatch,
     #[error("bodySHA256 does not match the body")]
     BodyHashMismatch,
+    #[error("a raw (JSON) body without bodySHA256 in the URL: nothing signs it")]
+    BodyUnsigned,
+}
+
+/// What Twilio signed besides the URL.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// Form fields (none for a GET): every name and value is signed.
+    Form(&'a [(String, String)]),
+    /// A raw body (JSON): signed only through its SHA-256, the URL's `bodySHA256`.
+    Body(&'a [u8]),
 }
 
 /// Checks requests against the account's primary auth token.
@@ -57,27 +70,23 @@ impl RequestValidator {
         base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
     }
 
-    /// Validates a request to `url` (as Twilio was configured to call it) with
-    /// form `params` and the raw `body`. A URL carrying `bodySHA256` (JSON
-    /// bodies) signs no parameters and must match the body's SHA-256 instead.
-    /// The URL is tried without its port and with the scheme's default port.
-    pub fn validate(
-        &self,
-        url: &str,
-        params: &[(String, String)],
-        body: &[u8],
-        signature: Option<&str>,
-    ) -> Result<(), SignatureError> {
+    /// Validates a request to `url` (as Twilio was configured to call it)
+    /// carrying `payload`. A raw body must match the SHA-256 the URL's
+    /// `bodySHA256` names, and the URL alone is signed; without `bodySHA256`
+    /// nothing vouches for the body, so it is refused. The URL is tried
+    /// without its port and with the scheme's default port.
+    pub fn validate(&self, url: &str, payload: Payload<'_>, signature: Option<&str>) -> Result<(), SignatureError> {
         let signature = signature.ok_or(SignatureError::Missing)?;
-        let params = match body_sha256(url) {
-            Some(expected) => {
+        let params = match payload {
+            Payload::Form(params) => params,
+            Payload::Body(body) => {
+                let expected = body_sha256(url).ok_or(SignatureError::BodyUnsigned)?;
                 let actual = hex::encode(Sha256::digest(body));
                 if !bool::from(actual.as_bytes().ct_eq(expected.as_bytes())) {
                     return Err(SignatureError::BodyHashMismatch);
                 }
                 &[][..]
             }
-            None => params,
         };
         let matches =
             |candidate: &str| bool::from(self.signature(candidate, params).as_bytes().ct_eq(signature.as_bytes()));
@@ -210,6 +219,8 @@ pub struct StatusCallback {
     pub direction: Direction,
     /// An outbound attempt this call belongs to (our `attempt_id` query parameter).
     pub attempt_id: Option<String>,
+    /// The bridge attempt whose agent leg this is (our `bridge` query parameter).
+    pub bridge_attempt: Option<Uuid>,
 }
 
 impl StatusCallback {
@@ -230,7 +241,18 @@ impl StatusCallback {
             to: caller(fields, "To"),
             direction: direction(fields),
             attempt_id: fields.get("attempt_id").filter(|v| !v.is_empty()).map(str::to_owned),
+            bridge_attempt: bridge_attempt(fields)?,
         })
+    }
+}
+
+/// The bridge attempt named in our own callback URL (never in Twilio's body).
+fn bridge_attempt(fields: &Fields) -> Result<Option<Uuid>, String> {
+    match fields.query.iter().find(|(k, _)| k == BRIDGE_PARAM) {
+        None => Ok(None),
+        Some((_, raw)) => {
+            raw.parse().map(Some).map_err(|_| format!("{BRIDGE_PARAM}={raw:?} is not a bridge attempt id"))
+        }
     }
 }
 
@@ -287,7 +309,10 @@ mod tests {
     fn published_vector_signs_and_validates() {
         let validator = RequestValidator::new(TOKEN);
         assert_eq!(validator.signature(URL, &call_params()), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
-        assert_eq!(validator.validate(URL, &call_params(), b"", Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=")), Ok(()));
+        assert_eq!(
+            validator.validate(URL, Payload::Form(&call_params()), Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=")),
+            Ok(())
+        );
     }
 
     #[test]
@@ -297,7 +322,11 @@ mod tests {
         assert_eq!(validator.signature(with_port, &call_params()), "kvajT1Ptam85bY51eRf/AJRuM3w=");
         for url in [URL, with_port] {
             for signature in ["RSOYDt4T1cUTdK1PDd93/VVr8B8=", "kvajT1Ptam85bY51eRf/AJRuM3w="] {
-                assert_eq!(validator.validate(url, &call_params(), b"", Some(signature)), Ok(()), "{url} {signature}");
+                assert_eq!(
+                    validator.validate(url, Payload::Form(&call_params()), Some(signature)),
+                    Ok(()),
+                    "{url} {signature}"
+                );
             }
         }
     }
@@ -316,24 +345,35 @@ mod tests {
         let url = format!("{URL}&bodySHA256={hash}");
         let validator = RequestValidator::new(TOKEN);
         assert_eq!(validator.signature(&url, &[]), "a9nBmqA0ju/hNViExpshrM61xv4=");
-        assert_eq!(validator.validate(&url, &[], body, Some("a9nBmqA0ju/hNViExpshrM61xv4=")), Ok(()));
+        assert_eq!(validator.validate(&url, Payload::Body(body), Some("a9nBmqA0ju/hNViExpshrM61xv4=")), Ok(()));
         assert_eq!(
-            validator.validate(&url, &[], b"{\"tampered\":1}", Some("a9nBmqA0ju/hNViExpshrM61xv4=")),
+            validator.validate(&url, Payload::Body(b"{\"tampered\":1}"), Some("a9nBmqA0ju/hNViExpshrM61xv4=")),
             Err(SignatureError::BodyHashMismatch)
         );
     }
 
     #[test]
+    fn json_body_without_body_sha256_is_refused_even_with_the_urls_signature() {
+        let validator = RequestValidator::new(TOKEN);
+        let url_only = validator.signature(URL, &[]);
+        assert_eq!(
+            validator.validate(URL, Payload::Body(br#"{"CallStatus": "completed"}"#), Some(&url_only)),
+            Err(SignatureError::BodyUnsigned)
+        );
+        assert_eq!(validator.validate(URL, Payload::Form(&[]), Some(&url_only)), Ok(()));
+    }
+
+    #[test]
     fn wrong_missing_or_tampered_signatures_are_refused() {
         let validator = RequestValidator::new(TOKEN);
-        assert_eq!(validator.validate(URL, &call_params(), b"", None), Err(SignatureError::Missing));
-        assert_eq!(validator.validate(URL, &call_params(), b"", Some("nope")), Err(SignatureError::Mismatch));
+        assert_eq!(validator.validate(URL, Payload::Form(&call_params()), None), Err(SignatureError::Missing));
+        assert_eq!(validator.validate(URL, Payload::Form(&call_params()), Some("nope")), Err(SignatureError::Mismatch));
         let mut tampered = call_params();
         tampered[2].1 = "9999".into();
         let signature = Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=");
-        assert_eq!(validator.validate(URL, &tampered, b"", signature), Err(SignatureError::Mismatch));
+        assert_eq!(validator.validate(URL, Payload::Form(&tampered), signature), Err(SignatureError::Mismatch));
         let other_token = RequestValidator::new("54321");
-        assert_eq!(other_token.validate(URL, &call_params(), b"", signature), Err(SignatureError::Mismatch));
+        assert_eq!(other_token.validate(URL, Payload::Form(&call_params()), signature), Err(SignatureError::Mismatch));
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub enum ApiError {
     Conflict(String),
     #[error("{field}: {message}")]
     Validation { field: String, message: String },
-    /// The database is unreachable: the caller should retry later.
+    /// The database is unreachable or going away: the caller should retry later.
     #[error("temporarily unavailable")]
     Unavailable(#[source] sqlx::Error),
     #[error(transparent)]
@@ -42,10 +42,19 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => Self::Unavailable(error),
-            other => Self::Internal(other.into()),
-        }
+        if is_unavailable(&error) { Self::Unavailable(error) } else { Self::Internal(error.into()) }
+    }
+}
+
+/// The database is going away or cannot be reached, so a retry later may
+/// succeed: no connection from the pool in time, a closed pool, I/O failure,
+/// SQLSTATE class 08 (connection exception) or 57P (shutting down, not yet
+/// accepting connections, database dropped).
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }
 

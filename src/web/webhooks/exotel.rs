@@ -1,7 +1,8 @@
 //! `/webhooks/exotel/{secret}/{voice,connect,status}` (GET or POST): the
 //! Passthru applet (200 = branch A, 302 = branch B), the Connect applet's
 //! "whom to dial" (JSON, answered once `route-call` has decided or the
-//! deadline passed) and the StatusCallback.
+//! deadline passed: the agent, an overflow's transfer number, or nobody) and
+//! the StatusCallback.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -172,12 +173,12 @@ async fn connect(State(state): State<AppState>, incoming: Incoming) -> Result<Re
         queue_and_route(&mut tx, call_id, department).await?;
     }
     tx.commit().await?;
-    let agent = match department {
-        Some(_) => routed_agent(&state.pool, call_id, state.webhooks.exotel_connect_deadline).await?,
+    let dial = match department {
+        Some(_) => whom_to_dial(&state.pool, call_id, state.webhooks.exotel_connect_deadline).await?,
         None => None,
     };
     let caller_id = flow.to.as_ref().map(|n| n.as_str());
-    Ok(Json(exotel::connect_answer(agent.as_deref(), caller_id)).into_response())
+    Ok(Json(exotel::connect_answer(dial.as_deref(), caller_id)).into_response())
 }
 
 async fn department_of(
@@ -200,9 +201,12 @@ async fn department_of(
     }
 }
 
-/// The agent `route-call` bridged the call to, or `None` when it overflowed
-/// or the deadline passed (then the call is marked overflowed, so the job stops).
-async fn routed_agent(pool: &PgPool, call_id: i64, deadline: Duration) -> Result<Option<String>, sqlx::Error> {
+/// The number Connect should dial: the agent `route-call` bridged the call
+/// to; once the call overflowed (`route-call` found nobody within the max
+/// wait, or this request's deadline passed, which then marks it overflowed so
+/// the job stops), the department's number when its overflow action is
+/// `transfer`; otherwise nobody.
+async fn whom_to_dial(pool: &PgPool, call_id: i64, deadline: Duration) -> Result<Option<String>, sqlx::Error> {
     let give_up_at = tokio::time::Instant::now() + deadline;
     loop {
         let (state, agent): (String, Option<String>) = sqlx::query_as(
@@ -229,11 +233,24 @@ async fn routed_agent(pool: &PgPool, call_id: i64, deadline: Duration) -> Result
                 }
                 callback::schedule_overflow_callback(&mut tx, call_id, chrono::Utc::now()).await?;
                 tx.commit().await?;
-                return Ok(None);
+                return transfer_number(pool, call_id).await;
             }
+            "overflowed" => return transfer_number(pool, call_id).await,
             _ => return Ok(None),
         }
     }
+}
+
+/// Where an overflowed call whose action is `transfer` goes.
+async fn transfer_number(pool: &PgPool, call_id: i64) -> Result<Option<String>, sqlx::Error> {
+    let number: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT d.overflow_number FROM calls c JOIN departments d ON d.id = c.department_id
+         WHERE c.id = $1 AND c.overflow_action = 'transfer'",
+    )
+    .bind(call_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(number.flatten())
 }
 
 async fn status(State(state): State<AppState>, incoming: Incoming) -> Result<Response, ApiError> {

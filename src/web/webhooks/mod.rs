@@ -2,7 +2,8 @@
 //! log line saying why, nothing stored), parse (400), then ONE transaction
 //! that stores the raw event under its dedupe key, upserts the call and
 //! enqueues the job, then the answer. A duplicate stores and enqueues nothing
-//! and gets the same answer. An unreachable database is a 503, never a 200.
+//! and gets the same answer. A database unreachable or going away is a 503
+//! (the provider retries), never a 200 or a 500.
 
 mod exotel;
 mod handoffs;

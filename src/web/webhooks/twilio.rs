@@ -10,13 +10,15 @@ use axum::routing::post;
 use sqlx::PgConnection;
 use switchboard_jobs::calls::{self, CallSeen, CallStatus, Direction, StatusUpdate};
 use switchboard_jobs::ports::Provider;
-use switchboard_jobs::route_call;
+use switchboard_jobs::route_call::{self, LegStatus};
 
 use super::handoffs::{self, AttemptStatus, RecordingFacts};
 use super::{RawEvent, department_for_number, queue_and_route, store_event};
 use crate::ivr::{self, Step};
 use crate::providers::fields::{self, Fields};
-use crate::providers::twilio::{GatherResult, IncomingCall, RecordingCallback, RequestValidator, StatusCallback};
+use crate::providers::twilio::{
+    GatherResult, IncomingCall, Payload, RecordingCallback, RequestValidator, StatusCallback,
+};
 use crate::providers::twiml;
 use crate::web::{ApiError, AppState};
 
@@ -72,15 +74,15 @@ fn authenticate(state: &AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> 
     };
     let url = format!("{}{}", twilio.public_base_url, uri.path_and_query().map_or("", |pq| pq.as_str()));
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let signed_params: Vec<(String, String)> = if fields::is_json(content_type) {
-        Vec::new()
+    let form: Vec<(String, String)>;
+    let payload = if fields::is_json(content_type) {
+        Payload::Body(&body)
     } else {
-        url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+        form = url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        Payload::Form(&form)
     };
     let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
-    RequestValidator::new(&twilio.auth_token)
-        .validate(&url, &signed_params, &body, signature)
-        .map_err(|e| refuse(&e))?;
+    RequestValidator::new(&twilio.auth_token).validate(&url, payload, signature).map_err(|e| refuse(&e))?;
     let fields = Fields::parse(uri.query(), content_type, &body).map_err(ApiError::BadRequest)?;
     Ok(Signed { uri, headers, body, fields })
 }
@@ -187,36 +189,43 @@ async fn status(
     };
     let mut tx = state.pool.begin().await?;
     if store_event(&mut tx, &request.event("status", sid, key)).await? {
-        let call_id = calls::upsert(
-            &mut tx,
-            &CallSeen {
-                provider: Provider::Twilio,
-                call_sid: sid,
-                direction: event.direction,
-                from: event.from.as_ref().map(|n| n.as_str()),
-                to: event.to.as_ref().map(|n| n.as_str()),
-                status: event.status,
-                attempt_id: event.attempt_id.as_deref(),
-            },
-        )
-        .await?;
-        let update = StatusUpdate {
-            status: event.status,
-            sequence: event.sequence,
-            duration_secs: event.duration_secs,
-            at: event.timestamp,
-        };
-        let applied = calls::apply_status(&mut tx, call_id, &update).await?;
-        if applied && event.status.is_terminal() && event.status != CallStatus::Completed {
-            route_call::after_missed_bridge(&mut tx, Provider::Twilio, sid).await?;
-        }
-        if let (true, Some(attempt_id)) = (applied, event.attempt_id) {
-            let attempt = AttemptStatus { attempt_id, call_id, status: event.status };
-            handoffs::outbound_attempt_status(&mut tx, &attempt).await?;
+        let leg = LegStatus { attempt: event.bridge_attempt, call_sid: sid, status: event.status };
+        if !route_call::apply_leg_status(&mut tx, &leg).await? {
+            call_status(&mut tx, &event).await?;
         }
     }
     tx.commit().await?;
     Ok(twiml_response(twiml::EMPTY))
+}
+
+/// A status of a call of its own (not an agent leg): kept at the newest
+/// `SequenceNumber`, and handed to the outbound attempt it belongs to.
+async fn call_status(conn: &mut PgConnection, event: &StatusCallback) -> Result<(), sqlx::Error> {
+    let call_id = calls::upsert(
+        conn,
+        &CallSeen {
+            provider: Provider::Twilio,
+            call_sid: event.call_sid.as_str(),
+            direction: event.direction,
+            from: event.from.as_ref().map(|n| n.as_str()),
+            to: event.to.as_ref().map(|n| n.as_str()),
+            status: event.status,
+            attempt_id: event.attempt_id.as_deref(),
+        },
+    )
+    .await?;
+    let update = StatusUpdate {
+        status: event.status,
+        sequence: event.sequence,
+        duration_secs: event.duration_secs,
+        at: event.timestamp,
+    };
+    let applied = calls::apply_status(conn, call_id, &update).await?;
+    if let (true, Some(attempt_id)) = (applied, event.attempt_id.clone()) {
+        let attempt = AttemptStatus { attempt_id, call_id, status: event.status };
+        handoffs::outbound_attempt_status(conn, &attempt).await?;
+    }
+    Ok(())
 }
 
 async fn recording(
@@ -231,7 +240,11 @@ async fn recording(
     let key = format!("recording:{}:{}", event.recording_sid, event.status);
     let mut tx = state.pool.begin().await?;
     if store_event(&mut tx, &request.event("recording", sid, key)).await? {
-        let call_id = call_seen(&mut tx, &request.fields, sid).await?;
+        // An agent leg's recording belongs to the caller's call it bridged.
+        let call_id = match route_call::caller_of_leg(&mut tx, sid).await? {
+            Some(caller) => caller,
+            None => call_seen(&mut tx, &request.fields, sid).await?,
+        };
         if event.status == "completed" {
             let facts = RecordingFacts {
                 provider: Provider::Twilio,

@@ -2,7 +2,9 @@
 
 mod api;
 mod bench;
+mod bridging;
 mod ivr;
 mod routing;
+mod scripted_twilio;
 mod webhooks;
 pub mod world;

@@ -141,7 +141,9 @@ async fn route_call_reserves_an_agent_and_calls_them_to_dequeue_the_caller(pool:
     assert_eq!(sent[0].get("To"), Some("+14155550601"));
     assert_eq!(sent[0].get("From"), Some(OUR_NUMBER));
     assert!(sent[0].get("Twiml").unwrap().contains(&format!("<Dial><Queue>{sid}</Queue></Dial>")));
-    assert_eq!(sent[0].get("StatusCallback"), Some("https://switchboard.test/webhooks/twilio/status"));
+    let attempt =
+        sent[0].get("StatusCallback").unwrap().strip_prefix("https://switchboard.test/webhooks/twilio/status?bridge=");
+    assert!(attempt.is_some_and(|id| id.parse::<uuid::Uuid>().is_ok()), "{:?}", sent[0].get("StatusCallback"));
     assert!(sent[0].authorization.as_deref().unwrap().starts_with("Basic "));
     let (agent_id, bridge): (i64, Option<String>) =
         sqlx::query_as("SELECT agent_id, bridge_call_sid FROM calls WHERE call_sid = $1")
@@ -233,6 +235,25 @@ async fn exotel_connect_answers_nobody_when_the_deadline_passes(pool: PgPool) {
     assert_eq!(route_jobs(&pool).await, 1);
 }
 
+#[sqlx::test(migrations = false)]
+async fn exotel_connect_answers_the_transfer_number_when_the_department_overflows_to_a_transfer(pool: PgPool) {
+    migrate(&pool).await;
+    let sales = department(&pool, "sales", "round_robin", Some("+918041234567"), 60).await;
+    sqlx::query("UPDATE departments SET overflow_action = 'transfer', overflow_number = '+919812345678' WHERE id = $1")
+        .bind(sales)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let app = spawn_app_with(&pool, webhooks()).await;
+
+    let answer: serde_json::Value =
+        app.client.get(exotel_connect_url(&app, "exo3")).send().await.unwrap().json().await.unwrap();
+
+    assert_eq!(answer["destination"]["numbers"], serde_json::json!(["+919812345678"]));
+    assert_eq!(answer["outgoing_phone_number"], "+918041234567");
+    assert_eq!(routing_state(&pool, "exo3").await, "overflowed");
+}
+
 fn agent_leg(to: &str) -> OutboundCall {
     OutboundCall {
         provider: Provider::Twilio,
@@ -307,7 +328,8 @@ async fn an_agent_who_does_not_answer_is_freed_and_the_caller_routed_to_the_next
         ("SequenceNumber", "2"),
         ("Direction", "outbound-api"),
     ];
-    twilio_post(&app, "/webhooks/twilio/status", &missed).send().await.unwrap();
+    let status_callback = fake.received()[0].get("StatusCallback").unwrap().to_owned();
+    twilio_callback(&app, &status_callback, &missed).send().await.unwrap();
     wait_until(Duration::from_secs(10), "the second agent to be called", || async {
         agent_of(pool.clone(), sid.clone()).await == Some(second)
     })

@@ -56,6 +56,28 @@ async fn twilio_json_body_is_accepted_when_its_body_sha256_was_signed(pool: PgPo
 }
 
 #[sqlx::test(migrations = false)]
+async fn twilio_json_body_without_body_sha256_is_refused_since_nothing_signs_it(pool: PgPool) {
+    migrate(&pool).await;
+    let app = spawn_app_with(&pool, webhooks()).await;
+    let path = "/webhooks/twilio/status";
+    let url_only = switchboard::providers::twilio::RequestValidator::new(AUTH_TOKEN)
+        .signature(&format!("{PUBLIC_BASE}{path}"), &[]);
+    let body = serde_json::json!({"CallSid": call_sid(3), "CallStatus": "completed", "SequenceNumber": 9});
+
+    let response = app
+        .client
+        .post(format!("{}{path}", app.base_url))
+        .header("X-Twilio-Signature", url_only)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 403);
+    assert!(!stored_anything(&pool).await);
+}
+
+#[sqlx::test(migrations = false)]
 async fn wrong_or_missing_twilio_signature_is_403_and_stores_nothing(pool: PgPool) {
     migrate(&pool).await;
     department(&pool, "sales", "round_robin", Some(OUR_NUMBER), 60).await;
@@ -272,6 +294,43 @@ async fn unreachable_database_is_503_and_the_retry_is_stored_once(pool: PgPool) 
     assert_eq!(route_jobs(&pool).await, 1);
 }
 
+/// Makes every insert into `webhook_events` fail with SQLSTATE `code`, as
+/// the server would say it (`None`: inserts work again).
+async fn events_fail_with(pool: &PgPool, code: Option<&str>) {
+    let sql = match code {
+        Some(code) => format!(
+            "CREATE OR REPLACE FUNCTION fail_event() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '{code}'; END $$;
+             CREATE OR REPLACE TRIGGER fail_event BEFORE INSERT ON webhook_events
+                FOR EACH ROW EXECUTE FUNCTION fail_event();"
+        ),
+        None => "DROP TRIGGER fail_event ON webhook_events".to_owned(),
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await.unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_database_going_away_is_503_so_the_provider_retries_and_other_errors_stay_500(pool: PgPool) {
+    migrate(&pool).await;
+    department(&pool, "sales", "round_robin", Some(OUR_NUMBER), 60).await;
+    let app = spawn_app_with(&pool, webhooks()).await;
+    let params = incoming_call(&call_sid(1));
+
+    let mut answered = Vec::new();
+    for code in ["57P01", "57P03", "08006", "P0001"] {
+        events_fail_with(&pool, Some(code)).await;
+        let response = twilio_post(&app, "/webhooks/twilio/voice", &borrowed(&params)).send().await.unwrap();
+        answered.push((code, response.status().as_u16()));
+    }
+    events_fail_with(&pool, None).await;
+    let retried = twilio_post(&app, "/webhooks/twilio/voice", &borrowed(&params)).send().await.unwrap();
+
+    assert_eq!(answered, [("57P01", 503), ("57P03", 503), ("08006", 503), ("P0001", 500)]);
+    assert_eq!(retried.status(), 200);
+    assert_eq!(count(&pool, "SELECT count(*) FROM webhook_events").await, 1);
+    assert_eq!(route_jobs(&pool).await, 1);
+}
+
 #[sqlx::test(migrations = false)]
 async fn exotel_json_status_with_legs_completes_the_call(pool: PgPool) {
     migrate(&pool).await;
@@ -358,4 +417,5 @@ async fn recording_of_a_bridged_agent_leg_belongs_to_the_callers_call_and_phone(
     let (sid, customer): (String, String) =
         sqlx::query_as("SELECT call_sid, customer_phone FROM recordings").fetch_one(&pool).await.unwrap();
     assert_eq!((sid.as_str(), customer.as_str()), (caller_sid.as_str(), CALLER));
+    assert_eq!(count(&pool, "SELECT count(*) FROM calls").await, 1, "the leg is no call of its own");
 }

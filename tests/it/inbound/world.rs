@@ -45,6 +45,11 @@ pub fn twilio_post(app: &TestApp, path_and_query: &str, params: &[(&str, &str)])
     app.client.post(format!("{}{path_and_query}", app.base_url)).header("X-Twilio-Signature", signature).form(&owned)
 }
 
+/// A POST Twilio signed to one of the public URLs we handed it (a leg's StatusCallback).
+pub fn twilio_callback(app: &TestApp, public_url: &str, params: &[(&str, &str)]) -> reqwest::RequestBuilder {
+    twilio_post(app, public_url.strip_prefix(PUBLIC_BASE).expect("one of our public URLs"), params)
+}
+
 pub fn incoming_call(sid: &str) -> Vec<(&'static str, String)> {
     vec![
         ("CallSid", sid.to_owned()),
