@@ -1,7 +1,10 @@
 //! `switchboard bench intake`: signed Twilio status webhooks driven at a
 //! running web process at rising concurrency (requests/s, p50/p99 latency, the
-//! web's RSS), beside pgbench running the same inserts in one transaction per
-//! webhook: the database's own ceiling at the same concurrency. Run it with
+//! web's peak RSS under load), beside pgbench running the same inserts in one
+//! transaction per webhook: the database's own ceiling at the same
+//! concurrency; then at a fixed rate of half the best level's (open loop: a
+//! request every 1/rate s whatever the answers do), for latency below
+//! saturation. Run it with
 //! the web's environment (`DATABASE_URL`, `TWILIO_*`, `PUBLIC_BASE_URL`)
 //! against a database meant for benchmarks: every request stores a new call.
 
@@ -27,9 +30,12 @@ pub struct IntakeArgs {
     /// How long each level runs.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// The web process's pid, to report its resident memory after each level.
+    /// The web process's pid, to report its peak resident memory under load.
     #[arg(long)]
     web_pid: Option<u32>,
+    /// Share of the best level's rate for the fixed-rate run (0 skips it).
+    #[arg(long, default_value_t = 0.5)]
+    fixed_rate_share: f64,
     /// Skip the pgbench comparison.
     #[arg(long)]
     no_pgbench: bool,
@@ -37,7 +43,8 @@ pub struct IntakeArgs {
 
 /// One level's outcome.
 struct Level {
-    concurrency: usize,
+    /// `clients N`, or `rate R/s` for the fixed-rate run.
+    load: String,
     ok: usize,
     failed: usize,
     per_second: f64,
@@ -50,71 +57,127 @@ struct Level {
 pub async fn run(args: IntakeArgs) -> anyhow::Result<()> {
     let twilio = TwilioConfig::from_env()?.context("set TWILIO_AUTH_TOKEN (and the web's other TWILIO_* settings)")?;
     let database_url = DatabaseConfig::from_env()?.url;
+    let sender = Arc::new(Sender::new(&args.url, &twilio, args.concurrency.iter().copied().max().unwrap_or(1))?);
     let mut levels = Vec::new();
     for &concurrency in &args.concurrency {
-        let mut level = drive(&args.url, &twilio, concurrency, args.duration).await?;
-        level.rss_kib = args.web_pid.and_then(resident_kib);
+        let (mut level, rss) = with_peak_rss(args.web_pid, closed_loop(&sender, concurrency, args.duration)).await;
+        level.rss_kib = rss;
         if !args.no_pgbench {
             level.pgbench_tps = Some(pgbench(&database_url, concurrency, args.duration).await?);
         }
+        levels.push(level);
+    }
+    let best = levels.iter().map(|l| l.per_second).fold(0.0, f64::max);
+    if args.fixed_rate_share > 0.0 && best > 0.0 {
+        let rate = best * args.fixed_rate_share;
+        let (mut level, rss) = with_peak_rss(args.web_pid, open_loop(&sender, rate, args.duration)).await;
+        level.rss_kib = rss;
         levels.push(level);
     }
     println!("{}", report(&levels));
     Ok(())
 }
 
-/// `concurrency` clients posting signed, always-new status webhooks for `duration`.
-async fn drive(url: &str, twilio: &TwilioConfig, concurrency: usize, duration: Duration) -> anyhow::Result<Level> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
-    let target = format!("{}/webhooks/twilio/status", url.trim_end_matches('/'));
-    let signed_url = format!("{}/webhooks/twilio/status", twilio.public_base_url);
-    let validator = Arc::new(RequestValidator::new(&twilio.auth_token));
-    let next_call = Arc::new(AtomicU64::new(rand::random::<u32>() as u64 * 1_000_000));
+/// Runs `load` while sampling the web's resident memory every 100 ms; the peak.
+async fn with_peak_rss<F: std::future::Future<Output = Level>>(pid: Option<u32>, load: F) -> (Level, Option<u64>) {
+    let Some(pid) = pid else { return (load.await, None) };
+    let mut load = std::pin::pin!(load);
+    let mut peak = resident_kib(pid);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            level = &mut load => return (level, peak.max(resident_kib(pid))),
+            _ = tick.tick() => peak = peak.max(resident_kib(pid)),
+        }
+    }
+}
+
+/// Posts signed status webhooks, each for a call never seen before.
+struct Sender {
+    client: reqwest::Client,
+    target: String,
+    signed_url: String,
+    validator: RequestValidator,
+    next_call: AtomicU64,
+}
+
+impl Sender {
+    fn new(url: &str, twilio: &TwilioConfig, connections: usize) -> anyhow::Result<Self> {
+        Ok(Self {
+            client: reqwest::Client::builder().pool_max_idle_per_host(connections).build()?,
+            target: format!("{}/webhooks/twilio/status", url.trim_end_matches('/')),
+            signed_url: format!("{}/webhooks/twilio/status", twilio.public_base_url),
+            validator: RequestValidator::new(&twilio.auth_token),
+            next_call: AtomicU64::new(rand::random::<u32>() as u64 * 1_000_000),
+        })
+    }
+
+    /// One webhook; its latency when the web accepted it.
+    async fn send(&self) -> Option<Duration> {
+        let sid = format!("CA{:032x}", self.next_call.fetch_add(1, Ordering::Relaxed));
+        let params: Vec<(String, String)> =
+            [("CallSid", sid.as_str()), ("CallStatus", "completed"), ("SequenceNumber", "0")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let signature = self.validator.signature(&self.signed_url, &params);
+        let sent = Instant::now();
+        let response = self.client.post(&self.target).header("X-Twilio-Signature", signature).form(&params).send().await;
+        response.is_ok_and(|r| r.status().is_success()).then(|| sent.elapsed())
+    }
+}
+
+/// `concurrency` clients, each sending its next webhook as soon as the last is answered.
+async fn closed_loop(sender: &Arc<Sender>, concurrency: usize, duration: Duration) -> Level {
     let started = Instant::now();
     let clients = (0..concurrency).map(|_| {
-        let (client, target, signed_url) = (client.clone(), target.clone(), signed_url.clone());
-        let (validator, next_call) = (validator.clone(), next_call.clone());
+        let sender = sender.clone();
         tokio::spawn(async move {
-            let (mut latencies, mut failed) = (Vec::new(), 0usize);
+            let mut answers = Vec::new();
             while started.elapsed() < duration {
-                let sid = format!("CA{:032x}", next_call.fetch_add(1, Ordering::Relaxed));
-                let params: Vec<(String, String)> =
-                    [("CallSid", sid.as_str()), ("CallStatus", "completed"), ("SequenceNumber", "0")]
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect();
-                let signature = validator.signature(&signed_url, &params);
-                let sent = Instant::now();
-                let response = client.post(&target).header("X-Twilio-Signature", signature).form(&params).send().await;
-                match response {
-                    Ok(r) if r.status().is_success() => latencies.push(sent.elapsed()),
-                    _ => failed += 1,
-                }
+                answers.push(sender.send().await);
             }
-            (latencies, failed)
+            answers
         })
     });
-    let mut latencies = Vec::new();
-    let mut failed = 0;
-    for finished in futures::future::join_all(clients).await {
-        let (mine, my_failures) = finished?;
-        latencies.extend(mine);
-        failed += my_failures;
+    let answers = futures::future::join_all(clients).await.into_iter().flatten().flatten().collect();
+    Level::of(format!("clients {concurrency}"), answers, started.elapsed())
+}
+
+/// A webhook every `1 / rate` seconds for `duration`, however slowly they are answered.
+async fn open_loop(sender: &Arc<Sender>, rate: f64, duration: Duration) -> Level {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut requests = tokio::task::JoinSet::new();
+    while started.elapsed() < duration {
+        tick.tick().await;
+        let sender = sender.clone();
+        requests.spawn(async move { sender.send().await });
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
-    let percentile =
-        |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied();
-    Ok(Level {
-        concurrency,
-        ok: latencies.len(),
-        failed,
-        per_second: latencies.len() as f64 / elapsed,
-        p50: percentile(0.50).unwrap_or_default(),
-        p99: percentile(0.99).unwrap_or_default(),
-        rss_kib: None,
-        pgbench_tps: None,
-    })
+    let answers = requests.join_all().await;
+    Level::of(format!("rate {rate:.0}/s"), answers, started.elapsed())
+}
+
+impl Level {
+    fn of(load: String, answers: Vec<Option<Duration>>, elapsed: Duration) -> Self {
+        let failed = answers.iter().filter(|a| a.is_none()).count();
+        let mut latencies: Vec<Duration> = answers.into_iter().flatten().collect();
+        latencies.sort_unstable();
+        let percentile = |p: f64| {
+            latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied()
+        };
+        Self {
+            load,
+            ok: latencies.len(),
+            failed,
+            per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: percentile(0.50).unwrap_or_default(),
+            p99: percentile(0.99).unwrap_or_default(),
+            rss_kib: None,
+            pgbench_tps: None,
+        }
+    }
 }
 
 /// What the status webhook writes, as one pgbench transaction.
@@ -172,7 +235,7 @@ fn resident_kib(pid: u32) -> Option<u64> {
 fn report(levels: &[Level]) -> Table {
     let mut table = Table::new();
     table.load_style(UTF8_FULL_CONDENSED).set_header([
-        "clients",
+        "load",
         "ok",
         "failed",
         "requests/s",
@@ -180,12 +243,12 @@ fn report(levels: &[Level]) -> Table {
         "p99 ms",
         "pgbench tps",
         "web/pgbench",
-        "web RSS MiB",
+        "web peak RSS MiB",
     ]);
     for level in levels {
         let ratio = level.pgbench_tps.map(|tps| format!("{:.0}%", 100.0 * level.per_second / tps));
         table.add_row([
-            level.concurrency.to_string(),
+            level.load.clone(),
             level.ok.to_string(),
             level.failed.to_string(),
             format!("{:.0}", level.per_second),

@@ -35,6 +35,10 @@ async fn bench_intake_drives_signed_webhooks_and_pgbench_and_reports_a_row_per_l
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("requests/s") && stdout.contains("pgbench tps"), "{stdout}");
+    assert!(
+        stdout.contains("clients 2") && stdout.contains("rate "),
+        "a row per level and the fixed-rate run: {stdout}"
+    );
     let web_events = count(&pool, "SELECT count(*) FROM webhook_events WHERE dedupe_key LIKE 'status:CA%'").await;
     let web_calls = count(&pool, "SELECT count(*) FROM calls WHERE call_sid LIKE 'CA%' AND status = 'completed'").await;
     assert!(web_events > 0);
