@@ -28,7 +28,8 @@ use crate::providers::twilio::RequestValidator;
 #[derive(Debug)]
 enum Instruction {
     /// An agent leg was created whose TwiML dequeues this caller.
-    Bridge { agent_leg_sid: String, agent_phone: String },
+    /// `status_path`: where the leg's statuses go (the `StatusCallback` given, as a path).
+    Bridge { agent_leg_sid: String, agent_phone: String, status_path: String },
     /// `Calls/{sid}.json` with a new `Url`.
     Redirect { url: String },
 }
@@ -229,8 +230,8 @@ impl Caller<'_> {
                 }
             };
             match instruction {
-                Instruction::Bridge { agent_leg_sid, agent_phone } => {
-                    let leg = Leg::Agent(&agent_phone);
+                Instruction::Bridge { agent_leg_sid, agent_phone, status_path } => {
+                    let leg = Leg::Agent { phone: &agent_phone, status_path: &status_path };
                     self.status(&agent_leg_sid, "initiated", 0, None, leg).await;
                     self.status(&agent_leg_sid, "ringing", 1, None, leg).await;
                     if self.plan.first_agent_misses && !missed {
@@ -238,7 +239,7 @@ impl Caller<'_> {
                         self.status(&agent_leg_sid, "no-answer", 2, Some("0"), leg).await;
                         continue;
                     }
-                    self.talk(&agent_leg_sid, &agent_phone).await;
+                    self.talk(&agent_leg_sid, leg).await;
                     return None;
                 }
                 Instruction::Redirect { url } => {
@@ -250,8 +251,7 @@ impl Caller<'_> {
     }
 
     /// The agent answers, they talk, both hang up; the agent leg's recording is announced.
-    async fn talk(&self, agent_leg_sid: &str, agent_phone: &str) {
-        let leg = Leg::Agent(agent_phone);
+    async fn talk(&self, agent_leg_sid: &str, leg: Leg<'_>) {
         let talk = self.plan.talk_time(self.target);
         let seconds = self.plan.script.duration_secs.to_string();
         if !self.plan.messy_delivery {
@@ -308,10 +308,12 @@ impl Caller<'_> {
     }
 
     async fn status(&self, call_sid: &str, status: &str, sequence: i32, duration: Option<&str>, leg: Leg<'_>) {
-        let (from, to, direction) = match leg {
-            Leg::Caller => (self.plan.caller.as_str(), self.target.our_number.as_str(), "inbound"),
-            Leg::Agent(agent) => (self.target.our_number.as_str(), agent, "outbound-api"),
-            Leg::Customer => (self.target.our_number.as_str(), self.plan.caller.as_str(), "outbound-api"),
+        let (from, to, direction, path) = match leg {
+            Leg::Caller => (self.plan.caller.as_str(), self.target.our_number.as_str(), "inbound", &*self.status_path),
+            Leg::Agent { phone, status_path } => (self.target.our_number.as_str(), phone, "outbound-api", status_path),
+            Leg::Customer => {
+                (self.target.our_number.as_str(), self.plan.caller.as_str(), "outbound-api", &*self.status_path)
+            }
         };
         let mut params: Vec<(String, String)> = [
             ("AccountSid", self.target.twilio_account_sid.as_str()),
@@ -332,7 +334,7 @@ impl Caller<'_> {
             params.push(("CallDuration".into(), seconds.to_owned()));
             params.push(("Duration".into(), seconds.to_owned()));
         }
-        self.post("status", &self.status_path, params).await;
+        self.post("status", path, params).await;
     }
 
     /// A customer the web's worker called (a scheduled call): the phone rings,
@@ -356,8 +358,8 @@ impl Caller<'_> {
 enum Leg<'a> {
     /// The inbound caller.
     Caller,
-    /// The agent leg `route-call` placed to bridge the caller.
-    Agent(&'a str),
+    /// The agent leg `route-call` placed to bridge the caller, and where its statuses go.
+    Agent { phone: &'a str, status_path: &'a str },
     /// The customer a scheduled call rings.
     Customer,
 }
@@ -404,8 +406,14 @@ async fn create_call(
         Some(caller) => {
             let shared = sim.shared.lock().expect("twilio sim");
             if let Some(waiting) = shared.waiting.get(caller) {
-                let _ =
-                    waiting.send(Instruction::Bridge { agent_leg_sid: call_sid.clone(), agent_phone: to.to_owned() });
+                let status_callback = field(&form, "StatusCallback").unwrap_or("/webhooks/twilio/status");
+                let status_path =
+                    status_callback.strip_prefix(&sim.target.public_base_url).unwrap_or(status_callback).to_owned();
+                let _ = waiting.send(Instruction::Bridge {
+                    agent_leg_sid: call_sid.clone(),
+                    agent_phone: to.to_owned(),
+                    status_path,
+                });
             }
         }
         None => {
