@@ -13,6 +13,9 @@
 --
 -- A decision is only stored while its worker still holds the job (the row is
 -- share-locked while it is written), and only applied to that worker's claim.
+-- Which worker ran each failed run, for `jobs show`.
+ALTER TABLE job_errors ADD COLUMN worker text;
+
 CREATE TABLE job_settlements (
     job_id text PRIMARY KEY REFERENCES apalis.jobs (id) ON DELETE CASCADE,
     worker text NOT NULL,
@@ -41,8 +44,8 @@ BEGIN
         END IF;
         RETURN NEW;
     END IF;
-    INSERT INTO job_errors (job_id, attempt, outcome, message)
-    VALUES (decision.job_id, decision.attempt, decision.outcome, decision.message);
+    INSERT INTO job_errors (job_id, attempt, outcome, message, worker)
+    VALUES (decision.job_id, decision.attempt, decision.outcome, decision.message, decision.worker);
     NEW.lock_by := NULL;
     NEW.lock_at := NULL;
     IF decision.outcome = 'snoozed' THEN

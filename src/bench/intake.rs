@@ -122,7 +122,8 @@ impl Sender {
                 .collect();
         let signature = self.validator.signature(&self.signed_url, &params);
         let sent = Instant::now();
-        let response = self.client.post(&self.target).header("X-Twilio-Signature", signature).form(&params).send().await;
+        let response =
+            self.client.post(&self.target).header("X-Twilio-Signature", signature).form(&params).send().await;
         response.is_ok_and(|r| r.status().is_success()).then(|| sent.elapsed())
     }
 }

@@ -108,12 +108,13 @@ pub async fn run(pool: &PgPool, command: JobsCommand) -> anyhow::Result<()> {
                 if job.errors.is_empty() {
                     out.push_str("errors   none\n");
                 } else {
-                    let mut table = table(&["at", "attempt", "outcome", "message"]);
+                    let mut table = table(&["at", "attempt", "outcome", "worker", "message"]);
                     for e in &job.errors {
                         table.add_row(vec![
                             e.at.to_rfc3339(),
                             e.attempt.to_string(),
                             e.outcome.clone(),
+                            e.worker.clone().unwrap_or_else(|| "-".into()),
                             e.message.clone(),
                         ]);
                     }

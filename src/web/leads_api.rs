@@ -2,14 +2,14 @@
 //! newest first, keyset pagination with `before`) and `GET /api/leads/{id}`
 //! with the calls it came from.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Params};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/leads", get(list)).route("/leads/{id}", get(show))
@@ -29,7 +29,7 @@ struct LeadFilter {
     limit: Option<i64>,
 }
 
-async fn list(State(state): State<AppState>, Query(filter): Query<LeadFilter>) -> Result<Json<Value>, ApiError> {
+async fn list(State(state): State<AppState>, Params(filter): Params<LeadFilter>) -> Result<Json<Value>, ApiError> {
     let limit = filter.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::validation("limit", "must be between 1 and 200"));

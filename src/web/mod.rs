@@ -10,6 +10,7 @@ mod error;
 mod health;
 mod jobs_api;
 mod leads_api;
+mod params;
 mod recordings_api;
 mod scheduled_calls_api;
 mod transcripts_api;
@@ -26,6 +27,7 @@ use tokio::net::TcpListener;
 use crate::config::WebhookConfig;
 
 pub use error::ApiError;
+pub(crate) use params::Params;
 
 /// What every handler can reach.
 #[derive(Clone)]

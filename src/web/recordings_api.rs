@@ -3,7 +3,7 @@
 
 use anyhow::anyhow;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -13,7 +13,7 @@ use serde_json::json;
 use switchboard_jobs::pipeline::{self, Step};
 use tokio::io::AsyncReadExt;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Params};
 use crate::storage::Retrieval;
 
 pub fn routes() -> Router<AppState> {
@@ -73,7 +73,7 @@ impl ReprocessFrom {
 async fn reprocess(
     State(state): State<AppState>,
     Path(sid): Path<String>,
-    Query(query): Query<ReprocessFrom>,
+    Params(query): Params<ReprocessFrom>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let from = query.step()?;
     let mut tx = state.pool.begin().await?;

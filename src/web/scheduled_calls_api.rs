@@ -3,7 +3,7 @@
 //! (`/api/stats/scheduled-calls`).
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,7 +17,7 @@ use switchboard_jobs::outbound::{
 use switchboard_jobs::window::Purpose;
 use uuid::Uuid;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Params};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -147,7 +147,7 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-async fn list(State(state): State<AppState>, Query(query): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+async fn list(State(state): State<AppState>, Params(query): Params<ListQuery>) -> Result<Json<Value>, ApiError> {
     let status = query
         .status
         .map(|name| {

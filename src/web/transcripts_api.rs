@@ -2,12 +2,12 @@
 //! web-search style query, best first, with highlighted snippets: the
 //! transcript's own text HTML-escaped, only our `<mark>` tags left as markup.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Params};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/transcripts/search", get(search))
@@ -53,7 +53,7 @@ fn highlighted(headline: &str) -> String {
     html
 }
 
-async fn search(State(state): State<AppState>, Query(query): Query<SearchQuery>) -> Result<Json<Vec<Hit>>, ApiError> {
+async fn search(State(state): State<AppState>, Params(query): Params<SearchQuery>) -> Result<Json<Vec<Hit>>, ApiError> {
     let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let q = q.ok_or_else(|| ApiError::validation("q", "is required"))?;
     let limit = query.limit.unwrap_or(20);

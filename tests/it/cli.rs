@@ -40,8 +40,9 @@ async fn dead_job(pool: &PgPool) -> String {
     .await
     .unwrap();
     sqlx::query(
-        "INSERT INTO job_errors (job_id, attempt, outcome, message) VALUES
-         ($1, 1, 'retry', 'provider timed out'), ($1, 2, 'dead', 'recording not found')",
+        "INSERT INTO job_errors (job_id, attempt, outcome, message, worker) VALUES
+         ($1, 1, 'retry', 'provider timed out', 'worker.1-41-0a1b2c3d:noop'),
+         ($1, 2, 'dead', 'recording not found', 'worker.2-77-9e8f7a6b:noop')",
     )
     .bind(&id)
     .execute(&mut *conn)
@@ -89,10 +90,12 @@ async fn show_prints_payload_attempts_and_every_error(pool: PgPool) {
     let messages: Vec<&str> =
         shown["errors"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
     assert_eq!(messages, vec!["provider timed out", "recording not found"]);
+    assert_eq!(shown["errors"][1]["worker"], "worker.2-77-9e8f7a6b:noop");
 
     let (text, _, ok) = jobs(&pool, &["show", &id]).await;
     assert!(ok);
     assert!(text.contains("attempts 2/") && text.contains("provider timed out"), "{text}");
+    assert!(text.contains("worker.1-41-0a1b2c3d:noop"), "each error names the worker that ran it: {text}");
 
     let (_, stderr, ok) = jobs(&pool, &["show", "01KAKZ0000000000000000000Z"]).await;
     assert!(!ok);

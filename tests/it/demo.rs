@@ -137,8 +137,11 @@ async fn exotel_demo_goes_through_connect_and_status_json_with_legs(pool: PgPool
         scalar(&pool, "SELECT count(*) FROM scheduled_calls WHERE NOT context ? 'overflow_call_sid'").await;
     assert!(follow_ups >= 1, "{rendered}");
     assert_eq!(
-        scalar(&pool, "SELECT count(*) FROM scheduled_calls WHERE status = 'completed' AND NOT context ? 'overflow_call_sid'")
-            .await,
+        scalar(
+            &pool,
+            "SELECT count(*) FROM scheduled_calls WHERE status = 'completed' AND NOT context ? 'overflow_call_sid'"
+        )
+        .await,
         follow_ups
     );
     let settled_by_exotel = scalar(
@@ -296,21 +299,34 @@ async fn simulate_runs_exotel_flows_through_passthru_connect_and_status(pool: Pg
 }
 
 #[sqlx::test(migrations = false)]
-async fn the_demo_binary_runs_on_database_url_and_prints_the_summary(pool: PgPool) {
+async fn the_demo_binary_creates_its_database_when_missing_and_prints_what_it_holds(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     let recordings = dir.path().to_str().unwrap();
+    let mut url = url::Url::parse(&crate::support::binary::database_url(&pool)).unwrap();
+    let fresh = format!("switchboard_demo_fresh_{:08x}", rand::random::<u32>());
+    url.set_path(&fresh);
+    let drop = format!("DROP DATABASE IF EXISTS \"{fresh}\" WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(drop.clone())).execute(&pool).await.unwrap();
 
-    let out =
-        crate::support::binary::run(&pool, &["demo", "--calls", "3", "--rate", "20", "--recordings-dir", recordings])
-            .await;
+    let out = crate::support::binary::command(
+        &pool,
+        &["demo", "--calls", "3", "--rate", "20", "--recordings-dir", recordings],
+    )
+    .env("DATABASE_URL", url.as_str())
+    .output()
+    .await
+    .unwrap();
 
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created = PgPool::connect(url.as_str()).await.expect("the demo created its database");
     assert_eq!(printed(&stdout, "calls:"), 3);
     assert_eq!(
         printed(&stdout, "calls:"),
-        scalar(&pool, "SELECT count(*) FROM calls WHERE direction = 'inbound'").await
+        scalar(&created, "SELECT count(*) FROM calls WHERE direction = 'inbound'").await
     );
-    assert_eq!(printed(&stdout, "leads:"), scalar(&pool, "SELECT count(*) FROM leads").await);
+    assert_eq!(printed(&stdout, "leads:"), scalar(&created, "SELECT count(*) FROM leads").await);
     assert!(stdout.contains("Authorization: Bearer demo-token"), "{stdout}");
+    created.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await.unwrap();
 }

@@ -11,6 +11,8 @@ async fn readyz_is_503_until_migrated_then_200(pool: PgPool) {
     assert_eq!(healthz.status(), 200);
     let before = app.client.get(format!("{}/readyz", app.base_url)).send().await.unwrap();
     assert_eq!(before.status(), 503);
+    let said: serde_json::Value = before.json().await.unwrap();
+    assert_eq!(said["status"], "not migrated: run `switchboard migrate`", "reachable, but not migrated");
 
     migrate(&pool).await;
     let after = app.client.get(format!("{}/readyz", app.base_url)).send().await.unwrap();

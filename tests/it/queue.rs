@@ -198,6 +198,13 @@ async fn a_job_that_always_fails_goes_dead_keeping_every_error_and_completes_aft
     assert_eq!(attempts, vec![1, 2, 3, 4, 5]);
     assert_eq!(errors[4].1, "dead");
     assert_eq!(errors[4].2, "upstream down (run 5)");
+    let named: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM job_errors WHERE job_id = $1 AND worker LIKE '%:test-flaky'")
+            .bind(&id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(named, 5, "every failed run names its worker");
 
     sqlx::query("INSERT INTO fixed VALUES ('always')").execute(&pool).await.unwrap();
     let replay = binary::run(&pool, &["jobs", "replay", &id]).await;

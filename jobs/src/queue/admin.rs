@@ -89,6 +89,8 @@ pub struct ErrorEntry {
     pub outcome: String,
     pub message: String,
     pub at: DateTime<Utc>,
+    /// The worker that ran the failed run (none for an operator's replay).
+    pub worker: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,11 +144,12 @@ pub async fn show(pool: &PgPool, id: &str) -> Result<Option<JobDetail>, sqlx::Er
     };
     let payload = serde_json::from_slice(&payload)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&payload).into_owned()));
-    let errors =
-        sqlx::query_as("SELECT attempt, outcome, message, at FROM job_errors WHERE job_id = $1 ORDER BY at, id")
-            .bind(id)
-            .fetch_all(pool)
-            .await?;
+    let errors = sqlx::query_as(
+        "SELECT attempt, outcome, message, at, worker FROM job_errors WHERE job_id = $1 ORDER BY at, id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
     Ok(Some(JobDetail { summary, payload, errors }))
 }
 

@@ -1,7 +1,7 @@
 //! `/api/agents`: create, list, read, update (skills, max concurrent calls,
 //! department), delete, and `PUT /api/agents/{id}/status`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Body, check, refused};
-use crate::web::{ApiError, AppState};
+use crate::web::{ApiError, AppState, Params};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -120,7 +120,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(agent)))
 }
 
-async fn list(State(state): State<AppState>, Query(filters): Query<Filters>) -> Result<Json<Vec<Agent>>, ApiError> {
+async fn list(State(state): State<AppState>, Params(filters): Params<Filters>) -> Result<Json<Vec<Agent>>, ApiError> {
     if let Some(status) = &filters.status {
         valid_status(status)?;
     }

@@ -1,14 +1,14 @@
 //! `GET /api/calls` (filters: status, direction, agent, phone, date range;
 //! cursor pagination, newest first) and `GET /api/calls/{sid}` with its webhook events.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::check;
-use crate::web::{ApiError, AppState};
+use crate::web::{ApiError, AppState, Params};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/calls", get(list)).route("/calls/{sid}", get(read))
@@ -66,7 +66,7 @@ pub fn instant(field: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, 
     .transpose()
 }
 
-async fn list(State(state): State<AppState>, Query(filters): Query<Filters>) -> Result<Json<Page>, ApiError> {
+async fn list(State(state): State<AppState>, Params(filters): Params<Filters>) -> Result<Json<Page>, ApiError> {
     let limit = filters.limit.unwrap_or(50);
     check((1..=200).contains(&limit), "limit", "must be between 1 and 200")?;
     if let Some(direction) = &filters.direction {

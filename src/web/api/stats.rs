@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::calls::instant;
-use crate::web::{ApiError, AppState};
+use crate::web::{ApiError, AppState, Params};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/stats/calls", get(call_stats)).route("/stats/queue", get(queue_stats))
@@ -42,7 +42,7 @@ struct CallStats {
 const IN_RANGE: &str =
     "($1::timestamptz IS NULL OR c.created_at >= $1) AND ($2::timestamptz IS NULL OR c.created_at < $2)";
 
-async fn call_stats(State(state): State<AppState>, Query(range): Query<Range>) -> Result<Json<CallStats>, ApiError> {
+async fn call_stats(State(state): State<AppState>, Params(range): Params<Range>) -> Result<Json<CallStats>, ApiError> {
     let (since, until) = (instant("since", range.since.as_deref())?, instant("until", range.until.as_deref())?);
     let grouped: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT c.status, c.direction, count(*) FROM calls c WHERE {IN_RANGE} GROUP BY 1, 2"

@@ -77,6 +77,10 @@ async fn invalid_fields_are_422_naming_the_field(pool: PgPool) {
     }
     let (status, error) = send(&app, Method::GET, "/calls?phone=12345", None).await;
     assert_eq!((status, error["field"].as_str()), (422, Some("phone")));
+    for (query, field) in [("/calls?agent_id=abc", "agent_id"), ("/calls?limit=many", "limit")] {
+        let (status, error) = send(&app, Method::GET, query, None).await;
+        assert_eq!((status, error["field"].as_str()), (422, Some(field)), "{query}: {error}");
+    }
     assert_eq!(super::world::count(&pool, "SELECT count(*) FROM agents").await, 0);
 }
 
