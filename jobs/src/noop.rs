@@ -1,5 +1,5 @@
 //! `noop`: a job that does nothing (optionally after a pause), for checking a
-//! deployment end to end and for `switchboard bench queue`.
+//! deployment end to end and for the queue's own tests.
 
 use std::time::Duration;
 

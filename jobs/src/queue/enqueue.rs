@@ -16,10 +16,6 @@ pub struct EnqueueOptions {
 }
 
 impl EnqueueOptions {
-    pub fn at(run_at: DateTime<Utc>) -> Self {
-        Self { run_at: Some(run_at), ..Self::default() }
-    }
-
     pub fn deduped(key: impl Into<String>) -> Self {
         Self { dedupe_key: Some(key.into()), ..Self::default() }
     }
