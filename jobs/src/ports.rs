@@ -24,6 +24,11 @@ pub enum PortError {
     /// Retrying cannot help (bad credentials, a 4xx about the request itself).
     #[error("{message}")]
     Permanent { message: String },
+    /// The request may have reached the other side, which may have acted on it
+    /// (a timeout after sending, a reset mid-answer, an unreadable 2xx): repeating
+    /// it may repeat its effect, such as a second call.
+    #[error("{message}")]
+    OutcomeUnknown { message: String },
 }
 
 impl From<PortError> for JobError {
@@ -32,6 +37,8 @@ impl From<PortError> for JobError {
             PortError::Transient { message, retry_after: Some(after) } => JobError::retry_after(message, after),
             PortError::Transient { message, retry_after: None } => JobError::retry(message),
             PortError::Permanent { message } => JobError::permanent(message),
+            // Callers whose request is not idempotent handle this case themselves.
+            PortError::OutcomeUnknown { message } => JobError::retry(message),
         }
     }
 }

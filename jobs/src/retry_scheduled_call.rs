@@ -1,12 +1,17 @@
 //! `retry-scheduled-call`: place one attempt of a scheduled call if the gate
-//! allows it at the moment of dialling. Closed: snooze to the window's next
-//! opening (not an attempt). Blocked (opt-out, NCPR): end the call. Open:
-//! reserve the agent to reach ([`reach`]; nobody free: snooze shortly, not an
-//! attempt, until the max wait, then count a `no-agent` attempt) and record the
-//! attempt in the same transaction, since creating a call is not idempotent,
-//! then ask the provider; a re-run finds the recorded attempt and never dials
-//! twice. The reserved slot is freed by the call's terminal status webhook
-//! (its `calls` row takes the attempt's agent), or here if the provider refuses.
+//! allows it at the moment of dialling, and see it through. Closed: snooze to
+//! the window's next opening (not an attempt). Blocked (opt-out, NCPR): end the
+//! call. Open: reserve the agent to reach ([`reach`]; nobody free: snooze
+//! shortly, not an attempt, until the max wait, then count a `no-agent`
+//! attempt) and record the attempt in the same transaction, since creating a
+//! call is not idempotent, together with its watchdog: this job once more, due
+//! when the attempt may be given up ([`watchdog`]). Then ask the provider. A
+//! run that finds its attempt recorded without an outcome never dials: it
+//! waits for the attempt's deadline and gives it up. The reserved slot is freed
+//! by the call's terminal status webhook (its `calls` row takes the attempt's
+//! agent), here when the provider refuses the call or certainly did not take
+//! the request, or by the watchdog. A request whose outcome is unknown keeps both
+//! the attempt and the slot: the status webhook or the watchdog settles it.
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -14,7 +19,9 @@ use uuid::Uuid;
 
 use crate::outbound::outcome::after_failed_attempt;
 use crate::outbound::reach::{Reach, reach};
+use crate::outbound::watchdog::{self, Unsettled};
 use crate::outbound::{CallStatus, Rules, ScheduledCall, Verdict};
+use crate::phone::mask_in_text;
 use crate::ports::{OutboundCall, OutboundLine, PortError, Provider};
 use crate::queue::{EnqueueOptions, Job, JobContext, JobError, RetryPolicy, enqueue_with};
 use crate::route_call::LOOK_AGAIN_EVERY;
@@ -38,12 +45,23 @@ impl RetryScheduledCall {
         let key = format!("{}/{}", self.scheduled_call_id, self.attempt);
         enqueue_with(conn, self, EnqueueOptions { run_at: Some(at), dedupe_key: Some(key) }).await
     }
+
+    /// Enqueues this attempt's watchdog (this job again) to run at `at`, once.
+    async fn enqueue_watchdog(
+        &self,
+        conn: &mut PgConnection,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let key = format!("{}/{}/watchdog", self.scheduled_call_id, self.attempt);
+        enqueue_with(conn, self, EnqueueOptions { run_at: Some(at), dedupe_key: Some(key) }).await
+    }
 }
 
 impl Job for RetryScheduledCall {
     const KIND: &'static str = "retry-scheduled-call";
 
-    /// Retries are for provider outages (5xx, timeouts), not for unanswered calls.
+    /// Retries are for requests that never reached the provider (no
+    /// connection, 429, 503), not for unanswered calls.
     fn policy() -> RetryPolicy {
         RetryPolicy {
             max_attempts: 6,
@@ -63,8 +81,9 @@ impl Job for RetryScheduledCall {
 }
 
 impl RetryScheduledCall {
-    /// Passes the gate and stores the attempt, in one transaction; `None` when
-    /// there is nothing to dial.
+    /// Passes the gate and stores the attempt with its watchdog, in one
+    /// transaction; `None` when there is nothing to dial. An attempt recorded
+    /// already and still unsettled is watched instead, never dialled again.
     async fn record_attempt(&self, ctx: &JobContext) -> Result<Option<(Uuid, OutboundCall)>, JobError> {
         // Without a provider there is nothing to record: fail before touching the call.
         ctx.ports.telephony()?;
@@ -74,6 +93,9 @@ impl RetryScheduledCall {
         let call = ScheduledCall::lock(&mut tx, self.scheduled_call_id)
             .await?
             .ok_or_else(|| JobError::permanent(format!("scheduled call {} does not exist", self.scheduled_call_id)))?;
+        if let Some(unsettled) = Unsettled::find(&mut tx, call.id, self.attempt).await? {
+            return watch(tx, &call, &unsettled, now).await;
+        }
         let attempts_made: i32 = sqlx::query_scalar(
             "SELECT COALESCE(max(number), 0) FROM scheduled_call_attempts WHERE scheduled_call_id = $1",
         )
@@ -121,6 +143,7 @@ impl RetryScheduledCall {
         .execute(&mut *tx)
         .await?;
         ScheduledCall::set_status(&mut tx, call.id, CallStatus::Dialing, None, None).await?;
+        self.enqueue_watchdog(&mut tx, watchdog::first_look(now)).await?;
         tx.commit().await?;
         Ok(Some((attempt_id, outbound)))
     }
@@ -191,11 +214,29 @@ impl RetryScheduledCall {
                     )
                     .await?;
                 }
-                tracing::warn!(scheduled_call = %self.scheduled_call_id, error = message, "provider refused the call");
+                tracing::warn!(scheduled_call = %self.scheduled_call_id, error = mask_in_text(&message), "provider refused the call");
+                Ok(())
+            }
+            Err(PortError::OutcomeUnknown { message }) => {
+                // The provider may be placing the call: the attempt and its slot stay,
+                // for the status webhook (which names the attempt) or the watchdog.
+                if still_dialing {
+                    let waiting = format!("attempt {}: waiting for the provider's status, {message}", self.attempt);
+                    ScheduledCall::set_status(
+                        &mut tx,
+                        self.scheduled_call_id,
+                        CallStatus::Dialing,
+                        None,
+                        Some(&waiting),
+                    )
+                    .await?;
+                }
+                tracing::warn!(scheduled_call = %self.scheduled_call_id, attempt = self.attempt, error = mask_in_text(&message), "the provider may have placed the call: not dialling again");
                 Ok(())
             }
             Err(transient @ PortError::Transient { .. }) => {
-                // The provider did not take the call: it is a job retry, not a call attempt.
+                // The provider certainly did not take the call (no connection, 429, 503):
+                // a job retry, not a call attempt.
                 let reserved: Option<Option<i64>> =
                     sqlx::query_scalar("DELETE FROM scheduled_call_attempts WHERE id = $1 RETURNING agent_id")
                         .bind(attempt_id)
@@ -218,6 +259,24 @@ impl RetryScheduledCall {
         tx.commit().await?;
         result
     }
+}
+
+/// The attempt is recorded and unsettled: before its deadline wait for its
+/// final status (not an attempt); after it, give the attempt up.
+async fn watch(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    call: &ScheduledCall,
+    attempt: &Unsettled,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<(Uuid, OutboundCall)>, JobError> {
+    let deadline = attempt.deadline();
+    if now < deadline {
+        return Err(JobError::snooze(deadline, format!("waiting for attempt {}'s final status", attempt.number)));
+    }
+    let outcome = watchdog::give_up(&mut tx, call, attempt, now).await?;
+    tx.commit().await?;
+    tracing::warn!(scheduled_call = %call.id, attempt = attempt.number, ?outcome, "no final status from the provider: attempt given up");
+    Ok(None)
 }
 
 /// Nobody is free yet: look again shortly, never past the end of the wait (not an attempt).

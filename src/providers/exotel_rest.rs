@@ -2,10 +2,12 @@
 //! (`Calls/connect.json`), which rings the agent (`From`) first and the
 //! customer (`To`) once the agent answers, both seeing the ExoPhone
 //! (`CallerId`). The attempt id rides in `CustomField`; the terminal status
-//! comes back as JSON to the status callback. Requests go through the shared
-//! [`RestClient`].
+//! comes back as JSON to the status callback. Calls are limited to
+//! [`CALL_TIME_LIMIT`], which the outbound watchdog relies on. Requests go
+//! through the shared [`RestClient`].
 
 use serde_json::Value;
+use switchboard_jobs::outbound::watchdog::CALL_TIME_LIMIT;
 use switchboard_jobs::ports::{OutboundCall, PlacedCall, PortError, PortFuture, Telephony};
 
 use super::rest_client::RestClient;
@@ -44,6 +46,7 @@ fn connect_form(call: &OutboundCall) -> Result<Vec<(&'static str, String)>, Port
         ("CallerId", call.caller_id.clone()),
         ("CallType", "trans".to_owned()),
         ("Record", call.record.to_string()),
+        ("TimeLimit", CALL_TIME_LIMIT.as_secs().to_string()),
         ("StatusCallback", call.status_callback.clone()),
         ("StatusCallbackEvents[0]", "terminal".to_owned()),
         ("StatusCallbackContentType", "application/json".to_owned()),
@@ -59,9 +62,10 @@ impl Telephony for ExotelRest {
         Box::pin(async move {
             let form = connect_form(call)?;
             let created = self.rest.post_form(self.connect_url.clone(), &form).await?;
-            let call_sid = created["Call"]["Sid"]
-                .as_str()
-                .ok_or_else(|| PortError::Permanent { message: "Exotel's answer has no Call.Sid".into() })?;
+            // Exotel took the request: the call may exist, whatever the body lacks.
+            let call_sid = created["Call"]["Sid"].as_str().ok_or_else(|| PortError::OutcomeUnknown {
+                message: "Exotel accepted the call but its answer has no Call.Sid".into(),
+            })?;
             Ok(PlacedCall { call_sid: call_sid.to_owned() })
         })
     }

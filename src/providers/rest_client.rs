@@ -1,7 +1,10 @@
 //! What the providers' REST clients share: one HTTP client with timeouts, form
 //! POSTs with HTTP Basic auth, and failures classified by what retrying would
-//! do (unreachable, timeouts, 429 and 5xx are transient, honouring
-//! `Retry-After`; any other 4xx is permanent and carries the provider's message).
+//! do. A request that certainly never left (no connection could be made), a
+//! 429 or a 503 is transient, honouring `Retry-After`; one that may have
+//! reached the provider (a timeout or reset after sending, another 5xx, a 2xx
+//! whose JSON cannot be read) has an unknown outcome, since creating a call is
+//! not idempotent; any other 4xx is permanent and carries the provider's message.
 
 use std::time::Duration;
 
@@ -32,10 +35,14 @@ impl RestClient {
     /// POSTs `form` to `url` and returns the JSON answer of a 2xx.
     pub async fn post_form(&self, url: String, form: &[(&str, String)]) -> Result<Value, PortError> {
         let provider = self.provider;
-        let response =
-            self.http.post(url).basic_auth(&self.user, Some(&self.secret)).form(form).send().await.map_err(|e| {
-                PortError::Transient { message: format!("{provider} unreachable: {e}"), retry_after: None }
-            })?;
+        let response = self
+            .http
+            .post(url)
+            .basic_auth(&self.user, Some(&self.secret))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| unsent_or_unknown(provider, e))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -43,15 +50,32 @@ impl RestClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok())
             .map(Duration::from_secs);
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body = response.bytes().await;
         if status.is_success() {
-            return Ok(body);
+            let unreadable = |e: String| PortError::OutcomeUnknown {
+                message: format!("{provider} took the request ({status}) but its answer is unreadable: {e}"),
+            };
+            let body = body.map_err(|e| unreadable(e.to_string()))?;
+            return serde_json::from_slice(&body).map_err(|e| unreadable(e.to_string()));
         }
+        let body: Value = body.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
         let message = format!("{provider} answered {status}: {}", (self.describe_error)(&body));
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            Err(PortError::Transient { message, retry_after })
-        } else {
-            Err(PortError::Permanent { message })
+        match status {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                Err(PortError::Transient { message, retry_after })
+            }
+            _ if status.is_server_error() => Err(PortError::OutcomeUnknown { message }),
+            _ => Err(PortError::Permanent { message }),
         }
+    }
+}
+
+/// A connection that could not be made (refused, DNS, connect timeout) means
+/// the request never left; any later failure may come after the provider got it.
+fn unsent_or_unknown(provider: &str, error: reqwest::Error) -> PortError {
+    if error.is_connect() {
+        PortError::Transient { message: format!("{provider} unreachable: {error}"), retry_after: None }
+    } else {
+        PortError::OutcomeUnknown { message: format!("{provider} may have received the request: {error}") }
     }
 }

@@ -1,8 +1,10 @@
-//! Twilio's REST API as our `Telephony` port: create calls and redirect live
-//! ones, through the shared [`RestClient`] (form POSTs, Basic auth, errors
-//! classified by what retrying would do).
+//! Twilio's REST API as our `Telephony` port: create calls (limited to
+//! [`CALL_TIME_LIMIT`], which the outbound watchdog relies on) and redirect
+//! live ones, through the shared [`RestClient`] (form POSTs, Basic auth,
+//! errors classified by what retrying would do).
 
 use serde_json::Value;
+use switchboard_jobs::outbound::watchdog::CALL_TIME_LIMIT;
 use switchboard_jobs::ports::{OutboundCall, PlacedCall, PortError, PortFuture, Telephony};
 
 use super::rest_client::RestClient;
@@ -60,6 +62,7 @@ impl Telephony for TwilioRest {
                 ("From", call.caller_id.clone()),
                 ("StatusCallback", self.status_callback(call)),
                 ("Record", call.record.to_string()),
+                ("TimeLimit", CALL_TIME_LIMIT.as_secs().to_string()),
             ];
             form.extend(["initiated", "ringing", "answered", "completed"].map(|e| ("StatusCallbackEvent", e.into())));
             if let Some(twiml) = &call.twiml {
@@ -69,9 +72,10 @@ impl Telephony for TwilioRest {
                 form.push(("RecordingStatusCallback", self.public_url("/webhooks/twilio/recording")));
             }
             let created = self.rest.post_form(self.calls_url(".json"), &form).await?;
-            let call_sid = created["sid"]
-                .as_str()
-                .ok_or_else(|| PortError::Permanent { message: "Twilio's answer has no call sid".into() })?;
+            // Twilio took the request: the call may exist, whatever the body lacks.
+            let call_sid = created["sid"].as_str().ok_or_else(|| PortError::OutcomeUnknown {
+                message: "Twilio accepted the call but its answer has no call sid".into(),
+            })?;
             Ok(PlacedCall { call_sid: call_sid.to_owned() })
         })
     }

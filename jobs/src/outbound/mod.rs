@@ -2,6 +2,7 @@
 //! calling policies, contacts and opt-outs that gate them ([`rules`]),
 //! scheduling and cancelling ([`schedule`]), and what a call's outcome does to
 //! the next attempt ([`outcome`]), which agent an attempt reaches ([`reach`]),
+//! when an attempt whose final status never comes is given up ([`watchdog`]),
 //! and the callback an overflowing inbound caller is promised ([`callback`]).
 //! The dialling itself is the `retry-scheduled-call` job.
 
@@ -11,13 +12,13 @@ pub mod outcome;
 pub mod reach;
 pub mod rules;
 pub mod schedule;
+pub mod watchdog;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::queue::RetryPolicy;
 use crate::window::Purpose;
 
 pub use outcome::{Outcome, record_outcome};
@@ -134,15 +135,12 @@ impl ScheduledCall {
         Ok(())
     }
 
-    /// The backoff between this call's attempts (jittered by +-20%).
-    pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: self.max_attempts as u32,
-            initial_delay: std::time::Duration::from_secs(self.retry_initial_delay_s as u64),
+    /// The backoff between this call's attempts.
+    pub fn retry_settings(&self) -> RetrySettings {
+        RetrySettings {
+            initial_delay_s: self.retry_initial_delay_s,
             multiplier: self.retry_multiplier,
-            max_delay: std::time::Duration::from_secs(self.retry_max_delay_s as u64),
-            jitter: 0.2,
-            ..RetryPolicy::default()
+            max_delay_s: self.retry_max_delay_s,
         }
     }
 }
@@ -155,8 +153,12 @@ pub struct Attempt {
     pub number: i32,
     pub dialed_at: DateTime<Utc>,
     pub provider_call_sid: Option<String>,
-    /// The agent whose slot the attempt holds.
+    /// The agent whose slot the attempt reserved (its call's row takes it over).
     pub agent_id: Option<i64>,
+    /// `completed`, `busy`, `no-answer`, `failed`, `canceled` (the provider's
+    /// final status), `rejected` (refused by the provider), `no-agent` (nobody
+    /// free, nothing dialled), `no-outcome` (given up by the watchdog); `None`
+    /// while the final status is awaited.
     pub outcome: Option<String>,
     pub outcome_at: Option<DateTime<Utc>>,
     pub error: Option<String>,

@@ -1,7 +1,11 @@
 //! What a placed call's outcome does to its scheduled call: completed ends it;
-//! busy, no answer or failed plans the next attempt after the backoff, through
-//! the gate again, until the attempts run out. Called by the provider's status
+//! canceled cancels it (only our side cancels a call it created: Twilio's
+//! `Status=canceled` on a queued or ringing call, telephony.md 1.2 and 2); busy,
+//! no answer or failed plans the next attempt after the backoff, through the
+//! gate again, until the attempts run out. Called by the provider's status
 //! webhook with the attempt id it echoes back (`CustomField`).
+
+use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::PgConnection;
@@ -19,6 +23,9 @@ pub enum Outcome {
     /// No attempt has this id.
     UnknownAttempt,
     Completed,
+    /// The provider reports the call canceled, which only our account can do
+    /// to a call it created: the scheduled call is cancelled, not retried.
+    Cancelled,
     /// The next attempt is planned for this instant.
     NextAttemptAt(DateTime<Utc>),
     /// That was the last attempt allowed.
@@ -62,11 +69,18 @@ pub async fn record_outcome(
     if call.status != CallStatus::Dialing {
         return Ok(Outcome::Stopped);
     }
-    if outcome == "completed" {
-        ScheduledCall::set_status(conn, call.id, CallStatus::Completed, None, None).await?;
-        return Ok(Outcome::Completed);
+    match outcome {
+        "completed" => {
+            ScheduledCall::set_status(conn, call.id, CallStatus::Completed, None, None).await?;
+            Ok(Outcome::Completed)
+        }
+        "canceled" => {
+            let reason = format!("attempt {number}: canceled at the provider by our side");
+            ScheduledCall::set_status(conn, call.id, CallStatus::Cancelled, None, Some(&reason)).await?;
+            Ok(Outcome::Cancelled)
+        }
+        failed => after_failed_attempt(conn, &call, number, &format!("attempt {number}: {failed}"), at).await,
     }
-    after_failed_attempt(conn, &call, number, &format!("attempt {number}: {outcome}"), at).await
 }
 
 /// Plans the attempt after attempt `number` of `call`, which failed with
@@ -83,12 +97,8 @@ pub(crate) async fn after_failed_attempt(
         ScheduledCall::set_status(conn, call.id, CallStatus::Exhausted, None, Some(failure)).await?;
         return Ok(Outcome::Exhausted);
     }
-    let backoff = call.retry_policy().delay(number as u32);
-    let wanted = TimeDelta::from_std(backoff)
-        .ok()
-        .and_then(|delay| at.checked_add_signed(delay))
-        .and_then(|due| due.duration_round_up(TimeDelta::seconds(1)).ok())
-        .unwrap_or(at);
+    let retry = call.retry_settings();
+    let wanted = due_after(at, retry.delay_after(number), retry.max_delay());
     let rules = Rules::load(&mut *conn, &call.customer_phone, call.purpose).await?;
     let Some(planned_at) = rules.next_opening(wanted) else {
         ScheduledCall::set_status(
@@ -104,6 +114,14 @@ pub(crate) async fn after_failed_attempt(
     RetryScheduledCall { scheduled_call_id: call.id, attempt: number + 1 }.enqueue(&mut *conn, planned_at).await?;
     ScheduledCall::set_status(conn, call.id, CallStatus::Scheduled, Some(planned_at), Some(failure)).await?;
     Ok(Outcome::NextAttemptAt(planned_at))
+}
+
+/// `at` plus `delay`, rounded up to the second, yet never past `at + max_delay`.
+fn due_after(at: DateTime<Utc>, delay: Duration, max_delay: Duration) -> DateTime<Utc> {
+    let plus =
+        |wait: Duration| TimeDelta::from_std(wait).ok().and_then(|wait| at.checked_add_signed(wait)).unwrap_or(at);
+    let due = plus(delay);
+    due.duration_round_up(TimeDelta::seconds(1)).unwrap_or(due).min(plus(max_delay))
 }
 
 /// The stored outcome for a provider's final status; `None` for progress statuses.

@@ -1,6 +1,8 @@
 //! Scheduling a call (its row and its first attempt's job, in the caller's
 //! transaction, at the first moment the gate allows) and cancelling one.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -8,6 +10,7 @@ use uuid::Uuid;
 
 use super::{CallStatus, Rules};
 use crate::phone::PhoneNumber;
+use crate::queue::RetryPolicy;
 use crate::retry_scheduled_call::RetryScheduledCall;
 use crate::window::Purpose;
 
@@ -26,6 +29,29 @@ pub struct RetrySettings {
 impl Default for RetrySettings {
     fn default() -> Self {
         Self { initial_delay_s: 300, multiplier: 2.0, max_delay_s: 3600 }
+    }
+}
+
+/// How far each wait between attempts may stray from its nominal value, either way.
+const JITTER: f64 = 0.2;
+
+impl RetrySettings {
+    /// The longest wait between two attempts.
+    pub fn max_delay(&self) -> Duration {
+        Duration::from_secs(self.max_delay_s.max(0) as u64)
+    }
+
+    /// The wait after failed attempt `number` (1-based): the nominal delay
+    /// +-20%, never past `max_delay_s`.
+    pub fn delay_after(&self, number: i32) -> Duration {
+        let policy = RetryPolicy {
+            initial_delay: Duration::from_secs(self.initial_delay_s.max(0) as u64),
+            multiplier: self.multiplier,
+            max_delay: self.max_delay(),
+            jitter: JITTER,
+            ..RetryPolicy::default()
+        };
+        policy.delay(number.max(1) as u32)
     }
 }
 
@@ -124,4 +150,22 @@ pub async fn cancel(conn: &mut PgConnection, id: Uuid) -> Result<Cancelled, sqlx
     let status: Option<CallStatus> =
         sqlx::query_scalar("SELECT status FROM scheduled_calls WHERE id = $1").bind(id).fetch_optional(conn).await?;
     Ok(status.map_or(Cancelled::NotFound, Cancelled::AlreadyEnded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_between_attempts_never_passes_the_cap_whatever_the_jitter() {
+        let retry = RetrySettings { initial_delay_s: 300, multiplier: 2.0, max_delay_s: 600 };
+        for number in 1..=5 {
+            for _ in 0..300 {
+                let wait = retry.delay_after(number);
+                assert!(wait <= Duration::from_secs(600), "attempt {number}: {wait:?}");
+            }
+        }
+        let at_cap: Vec<Duration> = (0..300).map(|_| retry.delay_after(4)).collect();
+        assert!(at_cap.iter().all(|d| *d >= Duration::from_secs(480)), "the cap is still jittered downwards");
+    }
 }

@@ -44,7 +44,9 @@ impl RetryPolicy {
     }
 
     /// The delay before the next run after the `attempt`-th failure, jittered
-    /// by the `backoff` crate around the nominal value.
+    /// by the `backoff` crate around the nominal value, then clamped: never
+    /// past `max_delay` (jitter above a capped delay would pass it), never
+    /// under [`MIN_DELAY`].
     pub fn delay(&self, attempt: u32) -> Duration {
         let nominal = self.nominal_delay(attempt);
         let mut curve = backoff::ExponentialBackoff {
@@ -56,7 +58,7 @@ impl RetryPolicy {
             max_elapsed_time: None,
             ..backoff::ExponentialBackoff::default()
         };
-        curve.next_backoff().unwrap_or(nominal).max(MIN_DELAY)
+        curve.next_backoff().unwrap_or(nominal).min(self.max_delay).max(MIN_DELAY)
     }
 
     /// The delay to use when the other side named one (`Retry-After`), else ours.
@@ -94,6 +96,26 @@ mod tests {
                 assert!(d >= nominal * 0.75 - 1e-9 && d <= nominal * 1.25 + 1e-9, "{d} vs {nominal}");
             }
         }
+    }
+
+    #[test]
+    fn jitter_never_pushes_a_capped_delay_past_the_cap() {
+        for attempt in 3..=8 {
+            for _ in 0..200 {
+                let d = policy().delay(attempt);
+                assert!(d <= Duration::from_secs(60), "attempt {attempt}: {d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_one_second_floor_holds_under_the_cap() {
+        let tiny = RetryPolicy {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(200),
+            ..policy()
+        };
+        assert!((1..=4).all(|attempt| tiny.delay(attempt) == MIN_DELAY));
     }
 
     #[test]

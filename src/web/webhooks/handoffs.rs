@@ -57,8 +57,10 @@ pub struct AttemptStatus {
     pub status: CallStatus,
 }
 
-/// Hands a terminal status to the scheduled call: completed ends it; busy,
-/// no-answer and failed plan the next attempt. An attempt id that is not ours
+/// Hands a terminal status to the scheduled call: completed ends it; canceled
+/// (which only our side does to a call it created) cancels it; busy, no-answer
+/// and failed plan the next attempt. An attempt the watchdog gave up already
+/// stays as it is. An attempt id that is not ours
 /// (not a UUID) is logged and ignored: the webhook is still stored.
 pub async fn outbound_attempt_status(conn: &mut PgConnection, attempt: &AttemptStatus) -> Result<(), sqlx::Error> {
     let Ok(attempt_id) = attempt.attempt_id.parse::<uuid::Uuid>() else {

@@ -1,5 +1,7 @@
 //! The `retry-scheduled-call` job and `record_outcome`: the gate at dial time,
-//! one provider call per attempt, backoff through the window, cancel.
+//! one provider call per attempt (never a second one when the first request's
+//! outcome is unknown), the watchdog of attempts whose final status never
+//! comes, backoff through the window, cancel.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +9,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use sqlx::PgPool;
 use switchboard_jobs::outbound::contacts::{Contact, OptOut};
+use switchboard_jobs::outbound::watchdog::{CALL_TIME_LIMIT, NO_OUTCOME_AFTER};
 use switchboard_jobs::outbound::{self, CallStatus, Outcome, Rules, record_outcome};
 use switchboard_jobs::phone::PhoneNumber;
 use switchboard_jobs::ports::{PortError, Provider};
@@ -14,6 +17,7 @@ use switchboard_jobs::queue::{Job, JobContext, JobError};
 use switchboard_jobs::window::{self, CallingPolicy, Purpose};
 use uuid::Uuid;
 
+use super::reach::{agent_on_another_call, load};
 use super::*;
 use crate::support::{Workers, job_state, migrate, wait_for_count, wait_until};
 
@@ -265,12 +269,194 @@ async fn a_worker_killed_while_the_provider_answers_does_not_place_a_second_call
     assert!(first_run.await.unwrap_err().is_cancelled());
 
     let phone = FakePhone::answering([]);
-    run(&pool, &ports(phone.clone(), clock.clone(), Provider::Exotel), job).await.expect("the re-run ends quietly");
+    let rerun = run(&pool, &ports(phone.clone(), clock.clone(), Provider::Exotel), job).await;
     assert!(phone.placed().is_empty(), "no second call for the same attempt");
     let recorded = attempts(&pool, id).await;
     assert_eq!(recorded.len(), 1);
     assert_eq!(silent.calls.lock().unwrap()[0].custom_field, Some(recorded[0].id.to_string()));
+    let deadline = recorded[0].dialed_at + delta(NO_OUTCOME_AFTER);
+    assert!(
+        matches!(rerun, Err(JobError::Snooze { until, .. }) if until == deadline),
+        "waits for the status: {rerun:?}"
+    );
     assert_eq!(call_row(&pool, id).await.status, CallStatus::Dialing, "the status webhook settles it");
+}
+
+fn delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_attempt_whose_worker_died_is_given_up_after_ten_minutes_freeing_its_slot_and_planning_the_next(
+    pool: PgPool,
+) {
+    migrate(&pool).await;
+    let (only, call) = agent_on_another_call(&pool).await;
+    let clock = TestClock::at(ist(2026, 11, 23, 11, 0));
+    let (id, _) = schedule(&pool, &call, clock.now()).await;
+    let job = queued_attempt(&pool, id, 1).await.unwrap().0;
+    let silent = Arc::new(SilentPhone::default());
+    let first_run = tokio::spawn({
+        let (pool, job, ports) = (pool.clone(), job.clone(), ports(silent.clone(), clock.clone(), Provider::Exotel));
+        async move { run(&pool, &ports, job).await }
+    });
+    silent.reached.notified().await;
+    first_run.abort(); // the worker dies while the provider is asked
+    assert!(first_run.await.unwrap_err().is_cancelled());
+    let dialed_at = attempts(&pool, id).await[0].dialed_at;
+    let deadline = dialed_at + delta(NO_OUTCOME_AFTER);
+    assert_eq!(watchdog_due_at(&pool, id, 1).await, Some(deadline), "the watchdog was enqueued with the attempt");
+    assert_eq!(load(&pool, only).await, (2, 2));
+
+    let phone = FakePhone::answering([]);
+    let ports = ports(phone.clone(), clock.clone(), Provider::Exotel);
+    clock.set(deadline);
+    run(&pool, &ports, job.clone()).await.expect("the watchdog gives the attempt up");
+
+    let given_up = attempts(&pool, id).await;
+    assert_eq!(
+        (given_up[0].outcome.as_deref(), given_up[0].error.as_deref()),
+        (Some("no-outcome"), Some("attempt 1: no final status from the provider within 10 min"))
+    );
+    assert_eq!(load(&pool, only).await, (1, 2), "the slot is given back");
+    let (_, next_at) = queued_attempt(&pool, id, 2).await.expect("attempt 2 planned");
+    assert!(next_at >= deadline + TimeDelta::seconds(240), "after the backoff: {next_at}");
+    assert_eq!(call_row(&pool, id).await.status, CallStatus::Scheduled);
+
+    // The watchdog delivered again, and the status webhook arriving late, change nothing.
+    run(&pool, &ports, job).await.expect("nothing left to do");
+    assert_eq!(outcome(&pool, given_up[0].id, "completed", clock.now()).await, Outcome::Ignored);
+    assert_eq!(attempts(&pool, id).await, given_up);
+    assert_eq!(load(&pool, only).await, (1, 2), "released once");
+    assert_eq!(jobs_for_attempt(&pool, id, 2).await, 1);
+    assert!(phone.placed().is_empty(), "nothing dialled again");
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_unknown_provider_outcome_keeps_the_attempt_and_its_slot_for_the_status_webhook_and_dials_once(
+    pool: PgPool,
+) {
+    migrate(&pool).await;
+    let (only, call) = agent_on_another_call(&pool).await;
+    let clock = TestClock::at(ist(2026, 11, 23, 11, 0));
+    let unknown = PortError::OutcomeUnknown { message: "Exotel may have received the request: timed out".into() };
+    let phone = FakePhone::answering([Err(unknown)]);
+    let ports = ports(phone.clone(), clock.clone(), Provider::Exotel);
+    let (id, _) = schedule(&pool, &call, clock.now()).await;
+    let job = queued_attempt(&pool, id, 1).await.unwrap().0;
+
+    run(&pool, &ports, job.clone()).await.expect("not a job retry");
+    let kept = attempts(&pool, id).await;
+    assert_eq!((kept.len(), kept[0].outcome.as_deref(), kept[0].provider_call_sid.as_deref()), (1, None, None));
+    let waiting = call_row(&pool, id).await;
+    assert_eq!(waiting.status, CallStatus::Dialing, "not failed");
+    assert_eq!(
+        waiting.last_error.as_deref(),
+        Some("attempt 1: waiting for the provider's status, Exotel may have received the request: timed out")
+    );
+    assert_eq!(load(&pool, only).await, (2, 2), "the slot stays reserved");
+    assert!(matches!(run(&pool, &ports, job).await, Err(JobError::Snooze { .. })), "a redelivery waits");
+    assert_eq!(phone.placed().len(), 1, "one request for the attempt");
+
+    let settled = outcome(&pool, kept[0].id, "no-answer", clock.now() + TimeDelta::seconds(50)).await;
+    assert!(matches!(settled, Outcome::NextAttemptAt(_)), "{settled:?}");
+    assert_eq!(attempts(&pool, id).await[0].outcome.as_deref(), Some("no-answer"));
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_call_the_provider_confirmed_is_given_up_only_once_its_time_limit_has_passed(pool: PgPool) {
+    migrate(&pool).await;
+    let (only, call) = agent_on_another_call(&pool).await;
+    let clock = TestClock::at(ist(2026, 11, 23, 10, 0));
+    let ports = ports(FakePhone::answering([]), clock.clone(), Provider::Exotel);
+    let (id, _) = schedule(&pool, &call, clock.now()).await;
+    let job = queued_attempt(&pool, id, 1).await.unwrap().0;
+    run(&pool, &ports, job.clone()).await.expect("placed");
+    let dialed_at = attempts(&pool, id).await[0].dialed_at;
+
+    // Exotel reports only the end of a call: ten minutes on, it may be a conversation.
+    clock.set(dialed_at + delta(NO_OUTCOME_AFTER));
+    let deadline = dialed_at + delta(CALL_TIME_LIMIT + NO_OUTCOME_AFTER);
+    let early = run(&pool, &ports, job.clone()).await;
+    assert!(matches!(early, Err(JobError::Snooze { until, .. }) if until == deadline), "{early:?}");
+    assert_eq!(attempts(&pool, id).await[0].outcome, None);
+
+    // Its terminal callback was dropped.
+    clock.set(deadline);
+    run(&pool, &ports, job).await.expect("given up");
+    let given_up = attempts(&pool, id).await;
+    assert_eq!(
+        (given_up[0].outcome.as_deref(), given_up[0].error.as_deref()),
+        (Some("no-outcome"), Some("attempt 1: no final status from the provider within 250 min"))
+    );
+    assert_eq!(load(&pool, only).await, (1, 2));
+    assert!(queued_attempt(&pool, id, 2).await.is_some());
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_call_canceled_at_the_provider_is_cancelled_not_retried(pool: PgPool) {
+    migrate(&pool).await;
+    let clock = TestClock::at(ist(2026, 11, 23, 11, 0));
+    let ports = ports(FakePhone::answering([]), clock.clone(), Provider::Twilio);
+    let (id, _) = schedule(&pool, &new_call(Purpose::Service), clock.now()).await;
+    run(&pool, &ports, queued_attempt(&pool, id, 1).await.unwrap().0).await.unwrap();
+    let placed = attempts(&pool, id).await.pop().unwrap();
+
+    assert_eq!(outcome(&pool, placed.id, "canceled", clock.now()).await, Outcome::Cancelled);
+
+    let call = call_row(&pool, id).await;
+    assert_eq!(
+        (call.status, call.last_error.as_deref()),
+        (CallStatus::Cancelled, Some("attempt 1: canceled at the provider by our side"))
+    );
+    assert_eq!(attempts(&pool, id).await[0].outcome.as_deref(), Some("canceled"));
+    assert!(queued_attempt(&pool, id, 2).await.is_none(), "no retry");
+}
+
+/// Everything the test's own thread logs, as text.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_refusal_quoting_the_number_is_logged_masked_and_stored_in_full(pool: PgPool) {
+    migrate(&pool).await;
+    let clock = TestClock::at(ist(2026, 11, 23, 11, 0));
+    let refusal = PortError::Permanent { message: format!("Exotel answered 400: {CUSTOMER} is not a valid number") };
+    let ports = ports(FakePhone::answering([Err(refusal)]), clock.clone(), Provider::Exotel);
+    let (id, _) = schedule(&pool, &new_call(Purpose::Service), clock.now()).await;
+    let logs = CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt().with_writer({
+        let logs = logs.clone();
+        move || logs.clone()
+    });
+    let logging = tracing::subscriber::set_default(subscriber.with_ansi(false).finish());
+
+    run(&pool, &ports, queued_attempt(&pool, id, 1).await.unwrap().0).await.expect("the job itself is done");
+    drop(logging);
+
+    let logged = logs.text();
+    assert!(logged.contains("provider refused the call"), "{logged}");
+    assert!(logged.contains("+91******3210 is not a valid number"), "{logged}");
+    assert!(!logged.contains(CUSTOMER), "{logged}");
+    let stored = format!("Exotel answered 400: {CUSTOMER} is not a valid number");
+    assert_eq!(call_row(&pool, id).await.last_error, Some(stored));
 }
 
 #[sqlx::test(migrations = false)]
@@ -362,7 +548,7 @@ async fn a_duplicate_delivery_of_a_finished_attempt_dials_nothing(pool: PgPool) 
 async fn a_provider_outage_on_the_jobs_last_run_fails_the_call(pool: PgPool) {
     migrate(&pool).await;
     let clock = TestClock::at(ist(2026, 11, 23, 11, 0));
-    let outage = PortError::Transient { message: "timed out".into(), retry_after: None };
+    let outage = PortError::Transient { message: "connection refused".into(), retry_after: None };
     let ports = ports(FakePhone::answering([Err(outage)]), clock.clone(), Provider::Exotel);
     let (id, _) = schedule(&pool, &new_call(Purpose::Service), clock.now()).await;
     let job = queued_attempt(&pool, id, 1).await.unwrap().0;
@@ -372,7 +558,7 @@ async fn a_provider_outage_on_the_jobs_last_run_fails_the_call(pool: PgPool) {
     let call = call_row(&pool, id).await;
     assert_eq!(
         (call.status, call.last_error.as_deref()),
-        (CallStatus::Failed, Some("provider unavailable: timed out"))
+        (CallStatus::Failed, Some("provider unavailable: connection refused"))
     );
     assert!(attempts(&pool, id).await.is_empty());
 }

@@ -143,6 +143,30 @@ pub async fn queued_attempt(pool: &PgPool, id: Uuid, attempt: i32) -> Option<(Re
         .find(|(job, _)| job.scheduled_call_id == id && job.attempt == attempt)
 }
 
+/// When the watchdog delivery of attempt `attempt` of a call is due, if it was enqueued.
+pub async fn watchdog_due_at(pool: &PgPool, id: Uuid, attempt: i32) -> Option<DateTime<Utc>> {
+    sqlx::query_scalar("SELECT run_at FROM apalis.jobs WHERE job_type = $1 AND idempotency_key = $2")
+        .bind(RetryScheduledCall::KIND)
+        .bind(format!("{id}/{attempt}/watchdog"))
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+/// How many jobs would place attempt `attempt` of a call (its own and its watchdog delivery).
+pub async fn jobs_for_attempt(pool: &PgPool, id: Uuid, attempt: i32) -> usize {
+    let payloads: Vec<Vec<u8>> = sqlx::query_scalar("SELECT job FROM apalis.jobs WHERE job_type = $1")
+        .bind(RetryScheduledCall::KIND)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    payloads
+        .iter()
+        .map(|payload| serde_json::from_slice::<RetryScheduledCall>(payload).unwrap())
+        .filter(|job| job.scheduled_call_id == id && job.attempt == attempt)
+        .count()
+}
+
 /// Runs one job the way a worker would, on its first delivery.
 pub async fn run(pool: &PgPool, ports: &Ports, job: RetryScheduledCall) -> Result<(), JobError> {
     let ctx = JobContext {

@@ -30,6 +30,15 @@ pub async fn load(pool: &PgPool, agent_id: i64) -> (i32, i32) {
         .unwrap()
 }
 
+/// An agent of a new department who is on one other call already (so a
+/// second release of their slot would show), and a call for that department.
+pub async fn agent_on_another_call(pool: &PgPool) -> (i64, NewScheduledCall) {
+    let sales = department(pool, "sales", "round_robin", None, 60).await;
+    let agent_id = agent(pool, sales, AGENT, &[], 2).await;
+    set_busy(pool, agent_id, 1).await;
+    (agent_id, department_call(sales))
+}
+
 pub async fn set_busy(pool: &PgPool, agent_id: i64, current_calls: i32) {
     sqlx::query("UPDATE agents SET current_calls = $2 WHERE id = $1")
         .bind(agent_id)
@@ -167,7 +176,7 @@ async fn the_reserved_slot_is_given_back_when_the_provider_refuses_or_is_down(po
     let only = agent(&pool, sales, AGENT, &[], 1).await;
     let clock = TestClock::at(ist(2026, 11, 23, 11, 0));
     let refusal = PortError::Permanent { message: "400: 'To' is not a valid phone number".into() };
-    let outage = PortError::Transient { message: "timed out".into(), retry_after: None };
+    let outage = PortError::Transient { message: "connection refused".into(), retry_after: None };
     for (answer, status) in [(refusal, CallStatus::Failed), (outage, CallStatus::Scheduled)] {
         let ports = ports(FakePhone::answering([Err(answer)]), clock.clone(), Provider::Exotel);
         let (id, _) = schedule(&pool, &department_call(sales), clock.now()).await;

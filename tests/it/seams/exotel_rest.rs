@@ -1,7 +1,9 @@
 //! The Exotel REST client and the telephony router, against a fake Exotel
-//! (and Twilio) API on a loopback port.
+//! (and Twilio) API on a loopback port; and what the clients make of a
+//! provider that takes a request but answers it badly or not at all.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine;
 use switchboard::config::ExotelConfig;
@@ -9,6 +11,8 @@ use switchboard::providers::exotel_rest::ExotelRest;
 use switchboard::providers::telephony_router::TelephonyRouter;
 use switchboard::providers::twilio_rest::TwilioRest;
 use switchboard_jobs::ports::{OutboundCall, PortError, Provider, Telephony};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::inbound::world::twilio_config;
 use crate::support::fake_providers::FakeProviders;
@@ -58,6 +62,7 @@ async fn exotel_connect_sends_agent_first_customer_second_with_exophone_custom_f
         ("CallerId", EXOPHONE),
         ("CallType", "trans"),
         ("Record", "true"),
+        ("TimeLimit", "14400"),
         ("CustomField", "attempt-7"),
         ("StatusCallback", "https://switchboard.test/webhooks/exotel/secret/status"),
         ("StatusCallbackEvents[0]", "terminal"),
@@ -139,5 +144,120 @@ async fn router_refuses_a_provider_that_is_not_configured_naming_its_variables()
     assert!(
         matches!(&redirect, PortError::Permanent { message } if message.contains("TWILIO_AUTH_TOKEN")),
         "{redirect:?}"
+    );
+}
+
+/// A provider API that reads each request in full, counts it, then writes
+/// `answer` as is (nothing, or a broken HTTP response) and hangs up.
+pub struct RawProvider {
+    pub base_url: String,
+    requests: Arc<AtomicUsize>,
+}
+
+impl RawProvider {
+    pub async fn answering(answer: impl Into<String>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (counted, answer) = (requests.clone(), answer.into());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (counted, answer) = (counted.clone(), answer.clone());
+                tokio::spawn(async move {
+                    if read_request(&mut socket).await.is_ok() {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                    }
+                });
+            }
+        });
+        Self { base_url, requests }
+    }
+
+    /// How many requests arrived whole.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Reads one HTTP request: its head, then as many body bytes as it announces.
+async fn read_request(socket: &mut TcpStream) -> std::io::Result<()> {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = socket.read(&mut chunk).await?;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        received.extend_from_slice(&chunk[..read]);
+        let Some(head_end) = received.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let head = String::from_utf8_lossy(&received[..head_end]).to_ascii_lowercase();
+        let body_length: usize =
+            head.lines().find_map(|line| line.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+        if received.len() >= head_end + 4 + body_length {
+            return Ok(());
+        }
+    }
+}
+
+/// A complete HTTP/1.1 response with a JSON body.
+fn http(status_line: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status_line}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test]
+async fn exotel_taking_the_request_and_hanging_up_unanswered_is_an_unknown_outcome_after_one_request() {
+    let silent = RawProvider::answering("").await;
+    let exotel = ExotelRest::new(exotel_config(&silent.base_url));
+
+    let error = exotel.place_call(&connect(CUSTOMER)).await.unwrap_err();
+
+    assert!(matches!(error, PortError::OutcomeUnknown { .. }), "the call may exist: {error:?}");
+    assert_eq!(silent.requests(), 1);
+}
+
+#[tokio::test]
+async fn exotel_accepting_with_a_cut_off_or_sidless_answer_or_failing_with_a_500_is_an_unknown_outcome() {
+    let cut_off =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"Call\": {\"Sid\": \"exo";
+    let answers = [
+        cut_off.to_owned(),
+        http("200 OK", r#"{"Call": {"Status": "in-progress"}}"#),
+        http("200 OK", "<TwilioResponse/>"),
+        http("500 Internal Server Error", r#"{"RestException": {"Status": 500, "Message": "Internal error"}}"#),
+    ];
+    for answer in answers {
+        let provider = RawProvider::answering(answer.clone()).await;
+        let error =
+            ExotelRest::new(exotel_config(&provider.base_url)).place_call(&connect(CUSTOMER)).await.unwrap_err();
+        assert!(matches!(error, PortError::OutcomeUnknown { .. }), "{answer:?}: {error:?}");
+    }
+}
+
+#[tokio::test]
+async fn twilio_accepting_a_call_without_its_sid_is_an_unknown_outcome_not_a_refusal() {
+    let provider = RawProvider::answering(http("201 Created", r#"{"status": "queued"}"#)).await;
+    let twilio = TwilioRest::new(twilio_config(&provider.base_url));
+    let call = OutboundCall { provider: Provider::Twilio, from: None, ..connect(CUSTOMER) };
+
+    let error = twilio.place_call(&call).await.unwrap_err();
+
+    assert!(matches!(&error, PortError::OutcomeUnknown { message } if message.contains("no call sid")), "{error:?}");
+}
+
+#[tokio::test]
+async fn exotel_rate_limiting_is_a_retry_after_the_time_it_names() {
+    let answer = http("429 Too Many Requests", r#"{"RestException": {"Status": 429, "Message": "Slow down"}}"#)
+        .replacen("Connection: close", "Retry-After: 7\r\nConnection: close", 1);
+    let provider = RawProvider::answering(answer).await;
+
+    let error = ExotelRest::new(exotel_config(&provider.base_url)).place_call(&connect(CUSTOMER)).await.unwrap_err();
+
+    assert!(
+        matches!(error, PortError::Transient { retry_after: Some(after), .. } if after.as_secs() == 7),
+        "{error:?}"
     );
 }
