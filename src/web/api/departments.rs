@@ -81,21 +81,27 @@ async fn create(
     Body(body): Body<DepartmentBody>,
 ) -> Result<(StatusCode, Json<Department>), ApiError> {
     let body = validated(body)?;
-    let department = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let sql = format!(
         "INSERT INTO departments (name, inbound_number, strategy, required_skills, max_wait_secs, overflow_action, overflow_number)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
-    )))
-    .bind(&body.name)
-    .bind(&body.inbound_number)
-    .bind(&body.strategy)
-    .bind(&body.required_skills)
-    .bind(body.max_wait_secs)
-    .bind(&body.overflow_action)
-    .bind(&body.overflow_number)
-    .fetch_one(&state.pool)
-    .await
-    .map_err(|e| refused(e, "name"))?;
+    );
+    let department = with_fields(&sql, &body).fetch_one(&state.pool).await.map_err(|e| refused(e, "name"))?;
     Ok((StatusCode::CREATED, Json(department)))
+}
+
+/// `sql` with the body's fields bound as `$1` to `$7`, in the table's column order.
+fn with_fields<'q>(
+    sql: &'q str,
+    body: &'q DepartmentBody,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, Department, sqlx::postgres::PgArguments> {
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(&body.name)
+        .bind(&body.inbound_number)
+        .bind(&body.strategy)
+        .bind(&body.required_skills)
+        .bind(body.max_wait_secs)
+        .bind(&body.overflow_action)
+        .bind(&body.overflow_number)
 }
 
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<Department>>, ApiError> {
@@ -120,24 +126,18 @@ async fn replace(
     Body(body): Body<DepartmentBody>,
 ) -> Result<Json<Department>, ApiError> {
     let body = validated(body)?;
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE departments SET name = $2, inbound_number = $3, strategy = $4, required_skills = $5,
-            max_wait_secs = $6, overflow_action = $7, overflow_number = $8
-         WHERE id = $1 RETURNING {COLUMNS}"
-    )))
-    .bind(id)
-    .bind(&body.name)
-    .bind(&body.inbound_number)
-    .bind(&body.strategy)
-    .bind(&body.required_skills)
-    .bind(body.max_wait_secs)
-    .bind(&body.overflow_action)
-    .bind(&body.overflow_number)
-    .fetch_optional(&state.pool)
-    .await
-    .map_err(|e| refused(e, "name"))?
-    .map(Json)
-    .ok_or_else(|| ApiError::NotFound(format!("department {id}")))
+    let sql = format!(
+        "UPDATE departments SET name = $1, inbound_number = $2, strategy = $3, required_skills = $4,
+            max_wait_secs = $5, overflow_action = $6, overflow_number = $7
+         WHERE id = $8 RETURNING {COLUMNS}"
+    );
+    with_fields(&sql, &body)
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await
+        .map_err(|e| refused(e, "name"))?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("department {id}")))
 }
 
 async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
