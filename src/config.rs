@@ -12,7 +12,8 @@
 //! | `RUST_LOG` | `info` | tracing filter |
 //! | `WORKER_CONCURRENCY` | 10 | jobs running at once, per queue |
 //! | `WORKER_BATCH_SIZE` | 20 | jobs claimed per fetch, per queue |
-//! | `QUEUE_<KIND>_CONCURRENCY`, `QUEUE_<KIND>_BATCH_SIZE` | - | per-queue overrides (`QUEUE_FETCH_RECORDING_CONCURRENCY`) |
+//! | `WORKER_FETCHERS` | 1 | apalis workers per queue, each claiming and acknowledging its own batches (their round trips overlap); they share the concurrency |
+//! | `QUEUE_<KIND>_CONCURRENCY`, `QUEUE_<KIND>_BATCH_SIZE`, `QUEUE_<KIND>_FETCHERS` | - | per-queue overrides (`QUEUE_FETCH_RECORDING_CONCURRENCY`) |
 //! | `WORKER_POLL_INTERVAL` | `500ms` | how often idle workers look for scheduled and retried jobs |
 //! | `WORKER_HEARTBEAT` | `5s` | heartbeat; a worker silent for 3 beats is dead and its jobs run elsewhere |
 //! | `SHUTDOWN_GRACE` | `25s` | on SIGTERM, how long running jobs may take to finish |
@@ -110,8 +111,11 @@ impl WebConfig {
 
 /// The worker process's settings for `kinds` (per-queue overrides included).
 pub fn supervisor_from_env<'a>(kinds: impl Iterator<Item = &'a str>) -> anyhow::Result<SupervisorConfig> {
-    let defaults =
-        QueueLimits { concurrency: parsed("WORKER_CONCURRENCY", 10)?, batch_size: parsed("WORKER_BATCH_SIZE", 20)? };
+    let defaults = QueueLimits {
+        concurrency: parsed("WORKER_CONCURRENCY", 10)?,
+        batch_size: parsed("WORKER_BATCH_SIZE", 20)?,
+        fetchers: parsed("WORKER_FETCHERS", 1)?,
+    };
     let mut queues = QueueSettings {
         poll_interval: positive_duration("WORKER_POLL_INTERVAL", "500ms")?,
         heartbeat_interval: positive_duration("WORKER_HEARTBEAT", "5s")?,
@@ -123,9 +127,10 @@ pub fn supervisor_from_env<'a>(kinds: impl Iterator<Item = &'a str>) -> anyhow::
         let limits = QueueLimits {
             concurrency: parsed(&format!("{prefix}_CONCURRENCY"), defaults.concurrency)?,
             batch_size: parsed(&format!("{prefix}_BATCH_SIZE"), defaults.batch_size)?,
+            fetchers: parsed(&format!("{prefix}_FETCHERS"), defaults.fetchers)?,
         };
-        if limits.concurrency == 0 || limits.batch_size == 0 {
-            anyhow::bail!("{prefix}_CONCURRENCY and {prefix}_BATCH_SIZE must be at least 1");
+        if limits.concurrency == 0 || limits.batch_size == 0 || limits.fetchers == 0 {
+            anyhow::bail!("{prefix}_CONCURRENCY, {prefix}_BATCH_SIZE and {prefix}_FETCHERS must be at least 1");
         }
         queues.per_kind.insert(kind.to_owned(), limits);
     }

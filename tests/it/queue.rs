@@ -338,8 +338,18 @@ async fn a_worker_process_killed_mid_job_has_its_jobs_completed_by_a_new_process
 async fn sigterm_lets_running_jobs_finish_and_exits_zero_losing_nothing(pool: PgPool) {
     setup(&pool).await;
     enqueue_sleepers(&pool, 30, 1000).await;
-    let mut worker =
-        start_noop_worker(&pool, &[("QUEUE_NOOP_CONCURRENCY", "5"), ("QUEUE_NOOP_BATCH_SIZE", "10")]).await;
+    // Two fetchers: each claims its own batches; both must drain and hand back.
+    let limits = [("QUEUE_NOOP_CONCURRENCY", "6"), ("QUEUE_NOOP_BATCH_SIZE", "10"), ("QUEUE_NOOP_FETCHERS", "2")];
+    let mut worker = start_noop_worker(&pool, &limits).await;
+    wait_until(LONG, "both fetchers to hold jobs", || async {
+        let claimers: i64 =
+            sqlx::query_scalar("SELECT count(DISTINCT lock_by) FROM apalis.jobs WHERE status IN ('Queued', 'Running')")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        claimers == 2
+    })
+    .await;
     let pid = worker.id().unwrap();
     assert_eq!(binary::send_signal(pid, "TERM"), 0);
     let status =

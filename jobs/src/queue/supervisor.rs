@@ -12,7 +12,7 @@ use backoff::backoff::Backoff;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use super::registry::{QueueSettings, Registry, WorkerSetup};
+use super::registry::{QueueSettings, Registry, WorkerSetup, queue_pool};
 use super::wakeup::Wakeups;
 use super::{names, prune};
 use crate::ports::Ports;
@@ -47,6 +47,8 @@ pub async fn run(
     let wakeups = Wakeups::default();
     let listener = tokio::spawn(wakeups.clone().listen(pool.clone()));
     let pruner = tokio::spawn(prune::run_on_schedule(pool.clone(), config.pruning.clone()));
+    let fetchers = registry.kinds().map(|kind| config.queues.limits(kind).fetchers).sum();
+    let queue_pool = queue_pool(&pool, fetchers);
     let mut restart_backoff = backoff::ExponentialBackoff {
         initial_interval: Duration::from_millis(250),
         max_interval: Duration::from_secs(15),
@@ -57,6 +59,7 @@ pub async fn run(
     loop {
         let setup = WorkerSetup {
             pool: pool.clone(),
+            queue_pool: queue_pool.clone(),
             ports: ports.clone(),
             settings: config.queues.clone(),
             wakeups: wakeups.clone(),
@@ -100,6 +103,7 @@ pub async fn run(
     }
     listener.abort();
     pruner.abort();
+    queue_pool.close().await;
     tracing::info!("workers stopped");
 }
 
@@ -107,7 +111,7 @@ pub async fn run(
 /// waits for the heartbeat timeout to run again. Best effort: if the database
 /// is away, the other workers' heartbeats recover them.
 async fn hand_back(pool: &PgPool, registry: &Registry, setup: &WorkerSetup) {
-    let names: Vec<String> = registry.kinds().map(|kind| setup.worker_name(kind)).collect();
+    let names = setup.worker_names(registry.kinds());
     let released = sqlx::query(
         "UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL
          WHERE lock_by = ANY($1) AND status IN ('Queued', 'Running')",

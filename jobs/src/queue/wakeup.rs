@@ -17,26 +17,28 @@ use tokio::sync::mpsc;
 
 const CHANNEL: &str = "apalis::job::insert";
 
-/// The wakeup senders of the workers currently running, by kind.
+/// The wakeup senders of the workers currently running, by kind and fetcher.
 #[derive(Clone, Default)]
 pub struct Wakeups {
-    senders: Arc<Mutex<HashMap<String, mpsc::Sender<()>>>>,
+    senders: Arc<Mutex<HashMap<(String, usize), mpsc::Sender<()>>>>,
 }
 
 impl Wakeups {
-    /// A wakeup stream for the worker of `kind`, replacing any earlier one.
-    pub fn subscribe(&self, kind: &str, poll_interval: Duration) -> WakeupStream {
+    /// A wakeup stream for fetcher `fetcher` of `kind`, replacing any earlier one.
+    pub fn subscribe(&self, kind: &str, fetcher: usize, poll_interval: Duration) -> WakeupStream {
         let (tx, rx) = mpsc::channel(1);
-        self.senders.lock().expect("wakeups lock").insert(kind.to_owned(), tx);
+        self.senders.lock().expect("wakeups lock").insert((kind.to_owned(), fetcher), tx);
         let mut tick = tokio::time::interval(poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         WakeupStream { rx, tick }
     }
 
-    /// Wake the worker of `kind`; a wakeup already pending absorbs this one.
+    /// Wake the workers of `kind`; a wakeup already pending absorbs this one.
     pub fn wake(&self, kind: &str) {
-        if let Some(tx) = self.senders.lock().expect("wakeups lock").get(kind) {
-            let _ = tx.try_send(());
+        for ((of, _), tx) in self.senders.lock().expect("wakeups lock").iter() {
+            if of == kind {
+                let _ = tx.try_send(());
+            }
         }
     }
 
