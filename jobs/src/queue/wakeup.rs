@@ -17,10 +17,13 @@ use tokio::sync::mpsc;
 
 const CHANNEL: &str = "apalis::job::insert";
 
-/// The wakeup senders of the workers currently running, by kind and fetcher.
+/// Each running fetcher's wakeup channel, by kind and fetcher number.
+type Senders = HashMap<(String, usize), mpsc::Sender<()>>;
+
+/// The wakeup senders of the workers currently running.
 #[derive(Clone, Default)]
 pub struct Wakeups {
-    senders: Arc<Mutex<HashMap<(String, usize), mpsc::Sender<()>>>>,
+    senders: Arc<Mutex<Senders>>,
 }
 
 impl Wakeups {
