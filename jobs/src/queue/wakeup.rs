@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -24,6 +25,8 @@ type Senders = HashMap<(String, usize), mpsc::Sender<()>>;
 #[derive(Clone, Default)]
 pub struct Wakeups {
     senders: Arc<Mutex<Senders>>,
+    /// Where the next insert's wakeup starts looking, so fetchers take turns.
+    turn: Arc<AtomicUsize>,
 }
 
 impl Wakeups {
@@ -36,11 +39,22 @@ impl Wakeups {
         WakeupStream { rx, tick }
     }
 
-    /// Wake the workers of `kind`; a wakeup already pending absorbs this one.
+    /// Wake one fetcher of `kind` for an inserted job, taking turns: the first
+    /// with no wakeup pending. Waking them all would send every fetcher to
+    /// claim the one job, and they would queue up behind each other's locks.
+    /// When each has a wakeup pending already, those absorb this one.
     pub fn wake(&self, kind: &str) {
-        for ((of, _), tx) in self.senders.lock().expect("wakeups lock").iter() {
-            if of == kind {
-                let _ = tx.try_send(());
+        let senders = self.senders.lock().expect("wakeups lock");
+        let mut fetchers: Vec<_> = senders.iter().filter(|((of, _), _)| of == kind).collect();
+        fetchers.sort_by_key(|((_, n), _)| *n);
+        if fetchers.is_empty() {
+            return;
+        }
+        let first = self.turn.fetch_add(1, Ordering::Relaxed) % fetchers.len();
+        let rotated = fetchers[first..].iter().chain(&fetchers[..first]);
+        for (_, tx) in rotated {
+            if tx.try_send(()).is_ok() {
+                return;
             }
         }
     }
