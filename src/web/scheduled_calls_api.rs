@@ -33,6 +33,8 @@ struct CreateRequest {
     customer_phone: Option<String>,
     agent_id: Option<i64>,
     department_id: Option<i64>,
+    /// A department by its name, instead of `department_id`.
+    department: Option<String>,
     agent_phone: Option<String>,
     purpose: Option<String>,
     preferred_time: Option<String>,
@@ -42,7 +44,8 @@ struct CreateRequest {
 }
 
 impl CreateRequest {
-    fn parse(self) -> Result<NewScheduledCall, ApiError> {
+    /// The call, and the name of its department when it was given by name.
+    fn parse(self) -> Result<(NewScheduledCall, Option<String>), ApiError> {
         let customer_phone = self
             .customer_phone
             .as_deref()
@@ -53,14 +56,20 @@ impl CreateRequest {
         let whom = [
             ("agent_id", self.agent_id.is_some()),
             ("department_id", self.department_id.is_some()),
+            ("department", self.department.is_some()),
             ("agent_phone", agent_phone.is_some()),
         ];
         let given: Vec<&str> = whom.into_iter().filter_map(|(field, given)| given.then_some(field)).collect();
         match given[..] {
             [_] => {}
-            [] => return Err(ApiError::validation("agent_id", "give agent_id, department_id or agent_phone")),
+            [] => {
+                return Err(ApiError::validation("agent_id", "give agent_id, department_id, department or agent_phone"));
+            }
             [_, second, ..] => {
-                return Err(ApiError::validation(second, "give only one of agent_id, department_id, agent_phone"));
+                return Err(ApiError::validation(
+                    second,
+                    "give only one of agent_id, department_id, department, agent_phone",
+                ));
             }
         }
         let purpose =
@@ -75,7 +84,7 @@ impl CreateRequest {
         }
         let retry = self.retry.unwrap_or_default();
         check_retry(&retry)?;
-        Ok(NewScheduledCall {
+        let call = NewScheduledCall {
             customer_phone,
             agent_phone,
             agent_id: self.agent_id,
@@ -85,7 +94,8 @@ impl CreateRequest {
             context: self.context.unwrap_or_else(|| json!({})),
             max_attempts: max_attempts as i32,
             retry,
-        })
+        };
+        Ok((call, self.department))
     }
 }
 
@@ -117,8 +127,13 @@ async fn create(
     body: Result<Json<CreateRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(request) = body?;
-    let call = request.parse()?;
+    let (mut call, department) = request.parse()?;
     let mut tx = state.pool.begin().await?;
+    if let Some(name) = department {
+        let id = sqlx::query_scalar("SELECT id FROM departments WHERE name = $1").bind(&name).fetch_optional(&mut *tx);
+        call.department_id =
+            Some(id.await?.ok_or_else(|| ApiError::validation("department", format!("no department named {name:?}")))?);
+    }
     let known = |table| format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)");
     for (field, id, table) in
         [("agent_id", call.agent_id, "agents"), ("department_id", call.department_id, "departments")]

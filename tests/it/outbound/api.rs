@@ -120,7 +120,9 @@ async fn a_call_for_a_department_or_an_agent_stores_whom_it_reaches(pool: PgPool
     let department = crate::inbound::world::department(&pool, "sales", "round_robin", None, 60).await;
     let agent = crate::inbound::world::agent(&pool, department, AGENT, &[], 1).await;
     let mut stored = Vec::new();
-    for whom in [json!({ "department_id": department }), json!({ "agent_id": agent })] {
+    let whoms =
+        [json!({ "department_id": department }), json!({ "department": "sales" }), json!({ "agent_id": agent })];
+    for whom in whoms {
         let mut body = request("service");
         body.as_object_mut().unwrap().remove("agent_phone");
         body.as_object_mut().unwrap().extend(whom.as_object().unwrap().clone());
@@ -130,7 +132,19 @@ async fn a_call_for_a_department_or_an_agent_stores_whom_it_reaches(pool: PgPool
             call(&app, Method::GET, &format!("/scheduled-calls/{}", answer["id"].as_str().unwrap()), None).await;
         stored.push((detail["department_id"].as_i64(), detail["department"].clone(), detail["agent_id"].as_i64()));
     }
-    assert_eq!(stored, [(Some(department), json!("sales"), None), (None, Value::Null, Some(agent))]);
+    assert_eq!(
+        stored,
+        [
+            (Some(department), json!("sales"), None),
+            (Some(department), json!("sales"), None),
+            (None, Value::Null, Some(agent))
+        ]
+    );
+    let mut unknown = request("service");
+    unknown.as_object_mut().unwrap().remove("agent_phone");
+    unknown.as_object_mut().unwrap().insert("department".into(), json!("marketing"));
+    let (status, answer) = call(&app, Method::POST, "/scheduled-calls", Some(unknown)).await;
+    assert_eq!((status, answer["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("department")), "{answer}");
 }
 
 #[sqlx::test(migrations = false)]
