@@ -63,7 +63,10 @@ impl CreateRequest {
         match given[..] {
             [_] => {}
             [] => {
-                return Err(ApiError::validation("agent_id", "give agent_id, department_id, department or agent_phone"));
+                return Err(ApiError::validation(
+                    "agent_id",
+                    "give agent_id, department_id, department or agent_phone",
+                ));
             }
             [_, second, ..] => {
                 return Err(ApiError::validation(
