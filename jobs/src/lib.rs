@@ -11,6 +11,7 @@ pub mod phone;
 pub mod pipeline;
 pub mod ports;
 pub mod queue;
+pub mod release_silent_agent;
 pub mod retry_scheduled_call;
 pub mod route_call;
 pub mod routing;
@@ -37,4 +38,5 @@ pub fn registry() -> queue::Registry {
         .with::<create_lead::CreateLead>()
         .with::<retry_scheduled_call::RetryScheduledCall>()
         .with::<route_call::RouteCall>()
+        .with::<release_silent_agent::ReleaseSilentAgent>()
 }

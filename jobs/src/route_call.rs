@@ -27,6 +27,7 @@ use crate::calls::{self, CallStatus};
 use crate::outbound;
 use crate::ports::{OutboundCall, Provider};
 use crate::queue::{self, EnqueueOptions, Job, JobContext, JobError, RetryPolicy};
+use crate::release_silent_agent::ReleaseSilentAgent;
 use crate::routing::{self, Department, ReservedAgent};
 
 /// How often a waiting call looks for a free agent again.
@@ -249,6 +250,7 @@ async fn decide(conn: &mut PgConnection, call_id: i64, call: &WaitingCall) -> Re
 async fn route_waiting(conn: &mut PgConnection, call_id: i64, call: &WaitingCall) -> Result<Next, JobError> {
     if let Some(agent) = routing::reserve(conn, &call.department()?).await? {
         tracing::info!(call_sid = %call.call_sid, agent_id = agent.id, "agent reserved");
+        ReleaseSilentAgent::enqueue(conn, call_id).await?;
         return match call.provider {
             Provider::Twilio => Ok(Next::Bridge(record_attempt(conn, call_id, agent).await?)),
             // Exotel dials the agent itself once the Connect endpoint answers with them.

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use switchboard::providers::twilio_rest::TwilioRest;
 use switchboard_jobs::ports::Ports;
 use switchboard_jobs::queue::{Job, JobContext, JobError};
+use switchboard_jobs::release_silent_agent::{LONGEST_SILENCE, ReleaseSilentAgent};
 use switchboard_jobs::route_call::RouteCall;
 use tokio::sync::oneshot;
 
@@ -238,4 +239,55 @@ async fn an_agent_legs_statuses_and_recording_add_no_call_to_the_list_or_the_sta
     let recorded: String = sqlx::query_scalar("SELECT call_sid FROM recordings").fetch_one(&pool).await.unwrap();
     assert_eq!(recorded, sid);
     assert_eq!(slots_held(&pool, asha).await, 0, "the agent is free once their leg is over");
+}
+
+/// One run of the call's `release-silent-agent`, as a worker would run it.
+async fn watch(pool: &PgPool, call_id: i64) -> Result<(), JobError> {
+    let ctx = JobContext {
+        pool: pool.clone(),
+        ports: Arc::new(Ports::default()),
+        job_id: "by-hand".into(),
+        attempt: 1,
+        max_attempts: 10,
+    };
+    ReleaseSilentAgent { call_id }.run(ctx).await
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_call_never_heard_of_again_gives_its_agent_back_after_the_longest_silence_once(pool: PgPool) {
+    migrate(&pool).await;
+    let sales = department(&pool, "sales", "round_robin", Some(OUR_NUMBER), 60).await;
+    let asha = agent(&pool, sales, "+14155550901", &[], 1).await;
+    let twilio = ScriptedTwilio::start().await;
+    let app = spawn_app_with(&pool, webhooks()).await;
+    let sid = call_sid(40);
+    let call_id = waiting_caller(&app, &sid).await;
+    route(&pool, &ports(&twilio.base_url), call_id).await.unwrap();
+    assert_eq!(slots_held(&pool, asha).await, 1);
+    let (watchdogs, due_in): (i64, f64) = sqlx::query_as(
+        "SELECT count(*), extract(epoch FROM min(run_at) - now())::float8 FROM apalis.jobs WHERE job_type = $1",
+    )
+    .bind(ReleaseSilentAgent::KIND)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(watchdogs, 1, "the reservation is watched");
+    assert!((due_in - LONGEST_SILENCE.as_secs_f64()).abs() < 60.0, "due after the longest silence: {due_in}s");
+
+    let early = watch(&pool, call_id).await;
+    assert!(matches!(early, Err(JobError::Snooze { .. })), "a call heard of lately is looked at later: {early:?}");
+    assert_eq!(slots_held(&pool, asha).await, 1);
+
+    sqlx::query("UPDATE calls SET updated_at = now() - interval '5 hours' WHERE id = $1")
+        .bind(call_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    watch(&pool, call_id).await.unwrap();
+    watch(&pool, call_id).await.unwrap();
+    assert_eq!(slots_held(&pool, asha).await, 0, "the slot comes back once, however often the job runs");
+    let released =
+        count(&pool, &format!("SELECT count(*) FROM calls WHERE id = {call_id} AND agent_released_at IS NOT NULL"))
+            .await;
+    assert_eq!(released, 1);
 }
