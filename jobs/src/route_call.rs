@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::calls::{self, CallStatus};
 use crate::outbound;
-use crate::ports::{OutboundCall, Provider};
+use crate::ports::{OutboundCall, PortError, Provider};
 use crate::queue::{self, EnqueueOptions, Job, JobContext, JobError, RetryPolicy};
 use crate::release_silent_agent::ReleaseSilentAgent;
 use crate::routing::{self, Department, ReservedAgent};
@@ -315,11 +315,15 @@ async fn record_attempt(conn: &mut PgConnection, call_id: i64, agent: ReservedAg
 
 /// Calls the reserved agent; answering, they dequeue the caller (the queue is
 /// named after the caller's CallSid, so they get exactly this caller). When
-/// Twilio's answer is lost (timeout, 5xx) the leg may ring anyway: the attempt
-/// stays in flight and the job comes back when its silence would end.
+/// the request's outcome is unknown (a timeout after sending, a 500) the leg
+/// may ring anyway: the attempt stays in flight and the job comes back when
+/// its silence would end. A refusal, or a request Twilio certainly did not
+/// take (no connection, 429, 503), gives the attempt up: the slot goes back,
+/// the caller waits again, and the job's retry routes them afresh.
 async fn bridge(ctx: &JobContext, call_id: i64, call: &WaitingCall, attempt: Attempt) -> Result<(), JobError> {
-    match place_agent_leg(ctx, call, &attempt).await {
-        Ok(leg_sid) => {
+    let leg = agent_leg(call, &attempt)?;
+    match ctx.ports.telephony()?.place_call(&leg).await {
+        Ok(placed) => {
             sqlx::query(
                 "UPDATE calls SET bridge_call_sid = $3,
                     routing_state = CASE WHEN routing_state = 'reserved' THEN 'bridged' ELSE routing_state END,
@@ -328,12 +332,12 @@ async fn bridge(ctx: &JobContext, call_id: i64, call: &WaitingCall, attempt: Att
             )
             .bind(call_id)
             .bind(attempt.id)
-            .bind(&leg_sid)
+            .bind(&placed.call_sid)
             .execute(&ctx.pool)
             .await?;
             Ok(())
         }
-        Err(JobError::Retry { message, .. }) => {
+        Err(PortError::OutcomeUnknown { message }) => {
             let error = crate::phone::mask_in_text(&message);
             tracing::warn!(call_sid = %call.call_sid, %error, "agent leg may or may not be placed");
             Err(JobError::snooze(
@@ -341,16 +345,17 @@ async fn bridge(ctx: &JobContext, call_id: i64, call: &WaitingCall, attempt: Att
                 format!("agent leg may or may not be placed: {message}"),
             ))
         }
-        Err(refused) => {
+        Err(not_placed) => {
             give_up(ctx, call_id, attempt.id).await?;
-            Err(refused)
+            Err(not_placed.into())
         }
     }
 }
 
-async fn place_agent_leg(ctx: &JobContext, call: &WaitingCall, attempt: &Attempt) -> Result<String, JobError> {
+/// The agent's leg: it rings the agent and, answered, dequeues the caller.
+fn agent_leg(call: &WaitingCall, attempt: &Attempt) -> Result<OutboundCall, JobError> {
     let our_number = call.to_number.clone().ok_or_else(|| JobError::permanent("the call has no To number"))?;
-    let agent_leg = OutboundCall {
+    Ok(OutboundCall {
         provider: Provider::Twilio,
         from: None,
         to: attempt.agent_phone.clone(),
@@ -359,13 +364,12 @@ async fn place_agent_leg(ctx: &JobContext, call: &WaitingCall, attempt: &Attempt
         custom_field: None,
         status_callback: format!("{TWILIO_STATUS_PATH}?{BRIDGE_PARAM}={}", attempt.id),
         record: true,
-    };
-    Ok(ctx.ports.telephony()?.place_call(&agent_leg).await?.call_sid)
+    })
 }
 
-/// The agent leg was refused (or cannot be placed here at all): nothing
-/// rings, so the agent's slot goes back and the caller waits again, routed
-/// afresh by a replay of this job. An attempt already given up stays so.
+/// The agent leg was refused or certainly not placed: nothing rings, so the
+/// agent's slot goes back and the caller waits again, routed afresh by this
+/// job's retry (or a replay). An attempt already given up stays so.
 async fn give_up(ctx: &JobContext, call_id: i64, attempt: Uuid) -> Result<(), sqlx::Error> {
     let mut tx = ctx.pool.begin().await?;
     let current: Option<i64> = sqlx::query_scalar(

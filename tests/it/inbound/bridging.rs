@@ -144,8 +144,8 @@ async fn a_rerun_while_twilio_places_the_leg_does_not_dial_the_agent_again(pool:
 async fn a_bridge_attempt_unheard_of_past_its_bound_is_missed_and_the_caller_routed_again(pool: PgPool) {
     migrate(&pool).await;
     let sales = department(&pool, "sales", "round_robin", Some(OUR_NUMBER), 60).await;
-    // The fake answers 503 for this number: Twilio may or may not have placed the leg.
-    let unheard = agent(&pool, sales, "+14155550503", &[], 1).await;
+    // The fake answers 500 for this number: Twilio may or may not have placed the leg.
+    let unheard = agent(&pool, sales, "+14155550500", &[], 1).await;
     let next = agent(&pool, sales, "+14155550902", &[], 1).await;
     let fake = FakeProviders::start().await;
     let app = spawn_app_with(&pool, webhooks()).await;
@@ -167,10 +167,35 @@ async fn a_bridge_attempt_unheard_of_past_its_bound_is_missed_and_the_caller_rou
     route(&pool, &ports, call_id).await.unwrap();
 
     let dialled: Vec<String> = fake.placed().iter().map(|r| r.get("To").unwrap().to_owned()).collect();
-    assert_eq!(dialled, ["+14155550503", "+14155550902"]);
+    assert_eq!(dialled, ["+14155550500", "+14155550902"]);
     assert_eq!((slots_held(&pool, unheard).await, slots_held(&pool, next).await), (0, 1));
     let rerouted = routing(&pool, &sid).await;
     assert_eq!((rerouted.routing_state.as_str(), rerouted.agent_id, rerouted.reroutes), ("bridged", Some(next), 1));
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_leg_twilio_certainly_did_not_take_gives_the_agent_back_at_once_and_the_retry_routes_again(pool: PgPool) {
+    migrate(&pool).await;
+    let sales = department(&pool, "sales", "round_robin", Some(OUR_NUMBER), 60).await;
+    // The fake answers 503 for this number: Twilio did not take the request.
+    let unavailable = agent(&pool, sales, "+14155550503", &[], 1).await;
+    let next = agent(&pool, sales, "+14155550902", &[], 1).await;
+    let fake = FakeProviders::start().await;
+    let app = spawn_app_with(&pool, webhooks()).await;
+    let ports = ports(&fake.base_url);
+    let sid = call_sid(24);
+    let call_id = waiting_caller(&app, &sid).await;
+
+    let first = route(&pool, &ports, call_id).await;
+    assert!(matches!(first, Err(JobError::Retry { .. })), "a job retry, not a wait: {first:?}");
+    let waiting = routing(&pool, &sid).await;
+    assert_eq!((waiting.routing_state.as_str(), waiting.agent_id), ("waiting", None));
+    assert_eq!(slots_held(&pool, unavailable).await, 0, "the slot comes back at once");
+
+    route(&pool, &ports, call_id).await.unwrap();
+    let dialled: Vec<String> = fake.placed().iter().map(|r| r.get("To").unwrap().to_owned()).collect();
+    assert_eq!(dialled, ["+14155550503", "+14155550902"]);
+    assert_eq!((routing(&pool, &sid).await.agent_id, slots_held(&pool, next).await), (Some(next), 1));
 }
 
 #[sqlx::test(migrations = false)]

@@ -74,7 +74,7 @@ const TWILIO: Dialect = Dialect {
     call: |n, _| json!({"sid": format!("CA{n:032x}"), "status": "queued"}),
     error: |status| match status {
         StatusCode::BAD_REQUEST => json!({"code": 21211, "message": "The 'To' number is not a valid phone number."}),
-        _ => json!({"code": 20503, "message": "Service unavailable"}),
+        other => json!({"code": 20000 + other.as_u16(), "message": other.canonical_reason()}),
     },
 };
 
@@ -88,11 +88,11 @@ const EXOTEL: Dialect = Dialect {
         StatusCode::BAD_REQUEST => {
             json!({"RestException": {"Status": 400, "Code": 34001, "Message": "To is not a valid phone number"}})
         }
-        _ => json!({"RestException": {"Status": 503, "Message": "Service unavailable"}}),
+        other => json!({"RestException": {"Status": other.as_u16(), "Message": other.canonical_reason()}}),
     },
 };
 
-/// Records the request; a `To` ending in 400 or 503 gets that error, any other a new call.
+/// Records the request; a `To` ending in 400, 500 or 503 gets that error, any other a new call.
 fn place_call(
     fake: &FakeProviders,
     path: String,
@@ -102,7 +102,8 @@ fn place_call(
 ) -> (StatusCode, Json<Value>) {
     let received = fake.record(path, headers, form);
     let to = received.get("To").unwrap_or_default();
-    match [StatusCode::BAD_REQUEST, StatusCode::SERVICE_UNAVAILABLE].into_iter().find(|s| to.ends_with(s.as_str())) {
+    let errors = [StatusCode::BAD_REQUEST, StatusCode::INTERNAL_SERVER_ERROR, StatusCode::SERVICE_UNAVAILABLE];
+    match errors.into_iter().find(|s| to.ends_with(s.as_str())) {
         Some(status) => (status, Json((dialect.error)(status))),
         None => {
             let n = fake.received.lock().unwrap().len();
