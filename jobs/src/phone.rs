@@ -57,18 +57,20 @@ pub fn mask(number: &str) -> String {
 pub fn mask_in_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut run = String::new();
-    for c in text.chars().chain(std::iter::once('\0')) {
+    let flush = |run: &mut String, out: &mut String| {
+        let digits = run.chars().filter(char::is_ascii_digit).count();
+        out.push_str(&if digits >= 7 { mask(run) } else { run.clone() });
+        run.clear();
+    };
+    for c in text.chars() {
         if c.is_ascii_digit() || (c == '+' && run.is_empty()) {
             run.push(c);
-            continue;
-        }
-        let digits = run.chars().filter(char::is_ascii_digit).count();
-        out.push_str(&if digits >= 7 { mask(&run) } else { std::mem::take(&mut run) });
-        run.clear();
-        if c != '\0' {
+        } else {
+            flush(&mut run, &mut out);
             out.push(c);
         }
     }
+    flush(&mut run, &mut out);
     out
 }
 

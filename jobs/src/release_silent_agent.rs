@@ -12,11 +12,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
 use crate::calls;
+use crate::outbound::watchdog::CALL_TIME_LIMIT;
 use crate::queue::{EnqueueOptions, Job, JobContext, JobError, enqueue_with};
 
-/// Twilio and Exotel end a call at 4 hours (`TimeLimit` 14400 s), and a final
-/// status is retried for minutes after: silence beyond this means it was lost.
-pub const LONGEST_SILENCE: Duration = Duration::from_secs(4 * 3600 + 15 * 60);
+/// A call lasts at most [`CALL_TIME_LIMIT`] (Twilio's default and Exotel's
+/// maximum `TimeLimit`), and a final status is retried for minutes after:
+/// silence beyond this means it was lost.
+pub const LONGEST_SILENCE: Duration = CALL_TIME_LIMIT.saturating_add(Duration::from_secs(15 * 60));
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReleaseSilentAgent {

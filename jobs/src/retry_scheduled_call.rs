@@ -42,8 +42,7 @@ impl RetryScheduledCall {
         conn: &mut PgConnection,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<String>, sqlx::Error> {
-        let key = format!("{}/{}", self.scheduled_call_id, self.attempt);
-        enqueue_with(conn, self, EnqueueOptions { run_at: Some(at), dedupe_key: Some(key) }).await
+        self.enqueue_as(conn, at, format!("{}/{}", self.scheduled_call_id, self.attempt)).await
     }
 
     /// Enqueues this attempt's watchdog (this job again) to run at `at`, once.
@@ -52,8 +51,16 @@ impl RetryScheduledCall {
         conn: &mut PgConnection,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<String>, sqlx::Error> {
-        let key = format!("{}/{}/watchdog", self.scheduled_call_id, self.attempt);
-        enqueue_with(conn, self, EnqueueOptions { run_at: Some(at), dedupe_key: Some(key) }).await
+        self.enqueue_as(conn, at, format!("{}/{}/watchdog", self.scheduled_call_id, self.attempt)).await
+    }
+
+    async fn enqueue_as(
+        &self,
+        conn: &mut PgConnection,
+        at: chrono::DateTime<chrono::Utc>,
+        dedupe_key: String,
+    ) -> Result<Option<String>, sqlx::Error> {
+        enqueue_with(conn, self, EnqueueOptions { run_at: Some(at), dedupe_key: Some(dedupe_key) }).await
     }
 }
 

@@ -102,9 +102,8 @@ impl WorkerSetup {
 /// one connection per fetcher (each sends one statement at a time) and a
 /// spare: busy handlers can never starve a heartbeat into a false death.
 ///
-/// Its commits do not wait for the disk (`synchronous_commit = off`): acks
-/// are batched but small, and at one fsync each they, not the jobs, set the
-/// pace. A database crash can forget the last fraction of a second of them;
+/// Its commits do not wait for the disk (`synchronous_commit = off`): a claim
+/// or an acknowledgement of a batch costs no fsync wait. A database crash can forget the last fraction of a second of them;
 /// those jobs then run again, which at-least-once delivery allows (every
 /// handler is safe to run twice, and what a handler writes goes through the
 /// handlers' pool, durably, before its ack). A decision on a failed run is

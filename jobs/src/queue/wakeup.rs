@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 
 const CHANNEL: &str = "apalis::job::insert";
 
-/// Each running fetcher's wakeup channel, by kind and fetcher number.
-type Senders = HashMap<(String, usize), mpsc::Sender<()>>;
+/// The running fetchers' wakeup channels: by kind, then by fetcher number.
+type Senders = HashMap<String, Vec<mpsc::Sender<()>>>;
 
 /// The wakeup senders of the workers currently running.
 #[derive(Clone, Default)]
@@ -33,7 +33,14 @@ impl Wakeups {
     /// A wakeup stream for fetcher `fetcher` of `kind`, replacing any earlier one.
     pub fn subscribe(&self, kind: &str, fetcher: usize, poll_interval: Duration) -> WakeupStream {
         let (tx, rx) = mpsc::channel(1);
-        self.senders.lock().expect("wakeups lock").insert((kind.to_owned(), fetcher), tx);
+        let mut senders = self.senders.lock().expect("wakeups lock");
+        let fetchers = senders.entry(kind.to_owned()).or_default();
+        if fetchers.len() <= fetcher {
+            // Fetchers subscribe in any order: a lower one not yet here is woken
+            // through this channel meanwhile, which only wakes this fetcher.
+            fetchers.resize(fetcher + 1, tx.clone());
+        }
+        fetchers[fetcher] = tx;
         let mut tick = tokio::time::interval(poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         WakeupStream { rx, tick }
@@ -45,14 +52,10 @@ impl Wakeups {
     /// When each has a wakeup pending already, those absorb this one.
     pub fn wake(&self, kind: &str) {
         let senders = self.senders.lock().expect("wakeups lock");
-        let mut fetchers: Vec<_> = senders.iter().filter(|((of, _), _)| of == kind).collect();
-        fetchers.sort_by_key(|((_, n), _)| *n);
-        if fetchers.is_empty() {
-            return;
-        }
+        let Some(fetchers) = senders.get(kind).filter(|f| !f.is_empty()) else { return };
         let first = self.turn.fetch_add(1, Ordering::Relaxed) % fetchers.len();
         let rotated = fetchers[first..].iter().chain(&fetchers[..first]);
-        for (_, tx) in rotated {
+        for tx in rotated {
             if tx.try_send(()).is_ok() {
                 return;
             }
@@ -60,7 +63,7 @@ impl Wakeups {
     }
 
     fn wake_all(&self) {
-        for tx in self.senders.lock().expect("wakeups lock").values() {
+        for tx in self.senders.lock().expect("wakeups lock").values().flatten() {
             let _ = tx.try_send(());
         }
     }
