@@ -52,7 +52,8 @@ BEGIN
         -- Not an attempt: the count stays what it was before this run.
         NEW.status := 'Pending';
         NEW.attempts := OLD.attempts;
-        NEW.run_at := decision.snooze_until;
+        -- Never sooner than a second: a snooze to a time already past would spin.
+        NEW.run_at := GREATEST(decision.snooze_until, now() + interval '1 second');
         NEW.done_at := NULL;
         NEW.last_result := OLD.last_result;
     ELSE

@@ -38,7 +38,9 @@ async fn job_attempts_and_run_at(pool: &PgPool) -> (i32, chrono::DateTime<Utc>) 
 #[sqlx::test(migrations = false)]
 async fn promotional_call_requested_at_2230_ist_is_placed_at_0900_next_day_with_no_attempt_spent(pool: PgPool) {
     migrate(&pool).await;
-    let (requested, next_morning) = (ist(2026, 11, 26, 22, 30), ist(2026, 11, 27, 9, 0));
+    // Future instants (a Thursday night, then Friday morning): a snooze to a time
+    // already past would run again at once, and the snooze could not be observed.
+    let (requested, next_morning) = (ist(2030, 11, 28, 22, 30), ist(2030, 11, 29, 9, 0));
     let clock = TestClock::at(requested);
     let phone = FakePhone::answering([]);
     let (id, planned) = schedule(&pool, &new_call(Purpose::Promotional), requested).await;
@@ -162,7 +164,8 @@ async fn progress_statuses_and_unknown_attempts_change_nothing(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn cancel_stops_every_future_attempt_including_a_snoozed_one(pool: PgPool) {
     migrate(&pool).await;
-    let clock = TestClock::at(ist(2026, 11, 26, 22, 30));
+    // In the future, so the snooze to the morning holds until the test moves the job on.
+    let clock = TestClock::at(ist(2030, 11, 28, 22, 30));
     let phone = FakePhone::answering([]);
     let (id, _) = schedule(&pool, &new_call(Purpose::Promotional), clock.now()).await;
     let workers =
@@ -172,7 +175,7 @@ async fn cancel_stops_every_future_attempt_including_a_snoozed_one(pool: PgPool)
 
     let cancelled = outbound::cancel(&mut pool.acquire().await.unwrap(), id).await.unwrap();
     assert_eq!(cancelled, outbound::Cancelled::Now);
-    clock.set(ist(2026, 11, 27, 9, 0));
+    clock.set(ist(2030, 11, 29, 9, 0));
     fast_forward_jobs(&pool).await;
     let job_id: String = sqlx::query_scalar("SELECT id FROM apalis.jobs WHERE job_type = 'retry-scheduled-call'")
         .fetch_one(&pool)

@@ -101,7 +101,8 @@ async fn with_every_agent_busy_the_call_waits_without_spending_an_attempt_and_di
     let sales = department(&pool, "sales", "round_robin", None, 3600).await;
     let only = agent(&pool, sales, AGENT, &[], 1).await;
     set_busy(&pool, only, 1).await;
-    let clock = TestClock::at(ist(2026, 11, 23, 11, 0));
+    // A Monday in the future, so each 2-second snooze holds until the test moves the job on.
+    let clock = TestClock::at(ist(2030, 11, 25, 11, 0));
     let phone = FakePhone::answering([]);
     let (id, _) = schedule(&pool, &department_call(sales), clock.now()).await;
     let workers =
