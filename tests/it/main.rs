@@ -12,4 +12,5 @@ mod processes;
 mod queue;
 mod seams;
 mod storage;
+mod throwaway_pg;
 mod window;

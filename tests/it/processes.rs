@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::support::throwaway_pg::free_port;
 use crate::support::{binary, wait_until};
 
 #[sqlx::test(migrations = false)]
@@ -70,9 +71,4 @@ async fn a_zero_poll_interval_is_refused_at_start_naming_the_variable(pool: PgPo
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("WORKER_POLL_INTERVAL must be longer than zero"), "{stderr}");
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
