@@ -37,23 +37,29 @@ pub enum JobsCommand {
     /// Run jobs again now, attempts reset: by id, or every job matching --kind/--state/--since.
     Replay {
         ids: Vec<String>,
-        #[arg(long)]
-        kind: Option<String>,
-        /// With --kind or --since: the state to replay (default: dead).
-        #[arg(long)]
-        state: Option<JobState>,
-        #[arg(long, value_parser = parse_age)]
-        since: Option<Duration>,
-        /// Print what would be replayed; change nothing.
-        #[arg(long)]
-        dry_run: bool,
+        #[command(flatten)]
+        select: Selection,
         #[command(flatten)]
         output: Output,
     },
-    /// Delete jobs (dead ones, typically) by id.
+    /// Delete jobs for good: by id, or every job matching --kind/--state/--since/--error.
     Discard {
-        #[arg(required = true)]
         ids: Vec<String>,
+        #[command(flatten)]
+        select: Selection,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Dead and retrying jobs grouped by kind and error message, with counts and a sample id.
+    Errors {
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Live workers: last heartbeat and the jobs each holds.
+    Workers {
+        /// A worker silent this long is dead (3 x WORKER_HEARTBEAT by default).
+        #[arg(long, value_parser = parse_age, default_value = "15s")]
+        within: Duration,
         #[command(flatten)]
         output: Output,
     },
@@ -69,6 +75,31 @@ pub enum JobsCommand {
         #[command(flatten)]
         output: Output,
     },
+}
+
+/// Which jobs a bulk replay or discard touches, and whether it only says so.
+#[derive(Debug, Args, Clone)]
+pub struct Selection {
+    #[arg(long)]
+    kind: Option<String>,
+    /// With a filter: the state to select (default: dead).
+    #[arg(long)]
+    state: Option<JobState>,
+    /// Only jobs active this recently, e.g. 2h.
+    #[arg(long, value_parser = parse_age)]
+    since: Option<Duration>,
+    /// Only jobs whose last error is exactly this message (as `jobs errors` prints it).
+    #[arg(long)]
+    error: Option<String>,
+    /// Print the jobs that would change; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl Selection {
+    fn filters(&self) -> bool {
+        self.kind.is_some() || self.state.is_some() || self.since.is_some() || self.error.is_some()
+    }
 }
 
 #[derive(Debug, Args, Clone, Copy)]
@@ -87,7 +118,7 @@ const CHUNK: usize = 500;
 pub async fn run(pool: &PgPool, command: JobsCommand) -> anyhow::Result<()> {
     match command {
         JobsCommand::List { state, kind, since, limit, output } => {
-            let jobs = admin::list(pool, &ListFilter { state, kind, since, limit }).await?;
+            let jobs = admin::list(pool, &ListFilter { state, kind, since, limit, error: None }).await?;
             print(output, &jobs, || summary_table(&jobs))
         }
         JobsCommand::Show { id, output } => {
@@ -123,8 +154,9 @@ pub async fn run(pool: &PgPool, command: JobsCommand) -> anyhow::Result<()> {
                 out
             })
         }
-        JobsCommand::Replay { ids, kind, state, since, dry_run, output } => {
-            let ids = replay_targets(pool, ids, kind, state, since).await?;
+        JobsCommand::Replay { ids, select, output } => {
+            let dry_run = select.dry_run;
+            let ids = targets(pool, "replay", ids, &select).await?;
             let changed = if dry_run {
                 admin::list_by_ids(pool, &ids).await?
             } else {
@@ -156,21 +188,79 @@ pub async fn run(pool: &PgPool, command: JobsCommand) -> anyhow::Result<()> {
                 out
             })
         }
-        JobsCommand::Discard { ids, output } => {
-            let deleted = admin::discard(pool, &ids).await?;
-            let kept: Vec<&String> = ids.iter().filter(|id| !deleted.contains(id)).collect();
+        JobsCommand::Discard { ids, select, output } => {
+            let ids = targets(pool, "discard", ids, &select).await?;
+            let (discarded, dry_run) = if select.dry_run {
+                (admin::list_by_ids(pool, &ids).await?.into_iter().map(|j| j.id).collect(), true)
+            } else {
+                let mut deleted = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(CHUNK) {
+                    deleted.extend(admin::discard(pool, chunk).await?);
+                }
+                (deleted, false)
+            };
+            let kept: Vec<&String> = ids.iter().filter(|id| !discarded.contains(id)).collect();
             #[derive(Serialize)]
             struct Discarded<'a> {
+                dry_run: bool,
                 discarded: &'a [String],
                 not_discarded: &'a [&'a String],
             }
-            print(output, &Discarded { discarded: &deleted, not_discarded: &kept }, || {
-                let mut out = format!("discarded {} job(s)", deleted.len());
+            print(output, &Discarded { dry_run, discarded: &discarded, not_discarded: &kept }, || {
+                let verb = if dry_run { "would discard" } else { "discarded" };
+                let mut out = format!("{verb} {} job(s)", discarded.len());
+                if !discarded.is_empty() && discarded.len() <= 20 {
+                    out.push_str(&format!(": {}", discarded.join(", ")));
+                }
                 if !kept.is_empty() {
                     let kept: Vec<&str> = kept.iter().map(|s| s.as_str()).collect();
                     out.push_str(&format!("; not discarded (running or unknown): {}", kept.join(", ")));
                 }
                 out
+            })
+        }
+        JobsCommand::Errors { output } => {
+            let groups = admin::errors(pool).await?;
+            print(output, &groups, || {
+                if groups.is_empty() {
+                    return "no dead or retrying jobs".to_owned();
+                }
+                let mut table = table(&["count", "kind", "state", "error", "sample id", "last failed"]);
+                for g in &groups {
+                    table.add_row(vec![
+                        g.count.to_string(),
+                        g.kind.clone(),
+                        g.state.0.to_string(),
+                        switchboard_jobs::phone::mask_in_text(&g.message),
+                        g.sample_id.clone(),
+                        g.last_at.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+                    ]);
+                }
+                table.to_string()
+            })
+        }
+        JobsCommand::Workers { within, output } => {
+            let workers = admin::workers(pool, within).await?;
+            print(output, &workers, || {
+                if workers.is_empty() {
+                    return format!("no worker seen in the last {}", humantime::format_duration(within));
+                }
+                let mut table = table(&["worker", "kind", "last seen", "alive", "holding"]);
+                for w in &workers {
+                    let holding = match w.holding.len() {
+                        0 => "-".to_owned(),
+                        1..=3 => w.holding.join(", "),
+                        n => format!("{n} jobs: {}, ...", w.holding[..3].join(", ")),
+                    };
+                    table.add_row(vec![
+                        w.name.clone(),
+                        w.kind.clone(),
+                        w.last_seen.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        if w.alive { "yes" } else { "no (orphaned jobs)" }.to_owned(),
+                        holding,
+                    ]);
+                }
+                table.to_string()
             })
         }
         JobsCommand::Stats { output } => {
@@ -200,21 +290,22 @@ pub async fn run(pool: &PgPool, command: JobsCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn replay_targets(
-    pool: &PgPool,
-    ids: Vec<String>,
-    kind: Option<String>,
-    state: Option<JobState>,
-    since: Option<Duration>,
-) -> anyhow::Result<Vec<String>> {
-    match (ids.is_empty(), kind.is_some() || state.is_some() || since.is_some()) {
+/// The ids given, or those of the jobs the selection's filters match (dead
+/// ones when no state is given: touching live or done work by accident would redo or lose it).
+async fn targets(pool: &PgPool, verb: &str, ids: Vec<String>, select: &Selection) -> anyhow::Result<Vec<String>> {
+    match (ids.is_empty(), select.filters()) {
         (false, false) => Ok(ids),
-        (false, true) => bail!("give job ids, or --kind/--state/--since to select jobs, not both"),
-        (true, false) => bail!("nothing to replay: give job ids, or --kind K --state dead"),
+        (false, true) => bail!("give job ids, or --kind/--state/--since/--error to select jobs, not both"),
+        (true, false) => bail!("nothing to {verb}: give job ids, or --kind K --state dead"),
         (true, true) => {
-            // Selecting without a state means the dead ones: replaying done work by accident would redo it.
-            let state = Some(state.unwrap_or(JobState::Dead));
-            Ok(admin::matching_ids(pool, &ListFilter { state, kind, since, limit: i64::MAX }).await?)
+            let filter = ListFilter {
+                state: Some(select.state.unwrap_or(JobState::Dead)),
+                kind: select.kind.clone(),
+                since: select.since,
+                error: select.error.clone(),
+                limit: i64::MAX,
+            };
+            Ok(admin::matching_ids(pool, &filter).await?)
         }
     }
 }

@@ -246,3 +246,126 @@ async fn prune_deletes_only_finished_jobs_older_than_asked(pool: PgPool) {
     expected.sort();
     assert_eq!(left, expected, "dead jobs are kept whatever their age");
 }
+
+/// Marks a job dead with `message` as its last error.
+async fn kill(pool: &PgPool, id: &str, message: &str) {
+    sqlx::query(
+        "UPDATE apalis.jobs SET status = 'Killed', attempts = 1, done_at = now(), last_result = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(serde_json::json!({ "Err": message }))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn errors_groups_dead_and_retrying_jobs_by_message_with_counts_and_a_sample(pool: PgPool) {
+    migrate(&pool).await;
+    let timeouts = [pending_job(&pool).await, pending_job(&pool).await, pending_job(&pool).await];
+    for id in &timeouts {
+        kill(&pool, id, "OpenAI timed out").await;
+    }
+    let retrying = pending_job(&pool).await;
+    sqlx::query(
+        "UPDATE apalis.jobs SET status = 'Failed', attempts = 1, max_attempts = 5, done_at = now(),
+                last_result = '{\"Err\": \"OpenAI timed out\"}' WHERE id = $1",
+    )
+    .bind(&retrying)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let other = dead_job(&pool).await;
+    pending_job(&pool).await;
+
+    let groups = json(&pool, &["errors"]).await;
+    let groups = groups.as_array().unwrap();
+    let rows: Vec<(&str, &str, i64)> = groups
+        .iter()
+        .map(|g| (g["state"].as_str().unwrap(), g["message"].as_str().unwrap(), g["count"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("dead", "OpenAI timed out", 3), ("retrying", "OpenAI timed out", 1), ("dead", "recording not found", 1)],
+        "biggest group first, then the most recent failure"
+    );
+    assert!(timeouts.contains(&groups[0]["sample_id"].as_str().unwrap().to_owned()), "{groups:?}");
+    assert_eq!((groups[1]["sample_id"].as_str(), groups[2]["sample_id"].as_str()), (Some(&*retrying), Some(&*other)));
+
+    let (table, _, ok) = jobs(&pool, &["errors"]).await;
+    assert!(ok && table.contains("OpenAI timed out") && table.contains(&other), "{table}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn workers_lists_live_workers_with_the_jobs_they_hold_and_orphans_holding_jobs(pool: PgPool) {
+    migrate(&pool).await;
+    let held = pending_job(&pool).await;
+    let orphaned = pending_job(&pool).await;
+    sqlx::query(
+        "INSERT INTO apalis.workers (id, worker_type, storage_name, layers, last_seen) VALUES
+         ('web.1-10-aaaa:noop', 'noop', 'PostgresStorage', '', now()),
+         ('web.1-11-bbbb:noop', 'noop', 'PostgresStorage', '', now() - interval '10 minutes'),
+         ('web.1-12-cccc:noop', 'noop', 'PostgresStorage', '', now() - interval '1 hour')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    for (id, worker) in [(&held, "web.1-10-aaaa:noop"), (&orphaned, "web.1-11-bbbb:noop")] {
+        sqlx::query("UPDATE apalis.jobs SET status = 'Running', lock_by = $2, lock_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(worker)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+
+    let workers = json(&pool, &["workers"]).await;
+    let rows: Vec<(&str, bool, Vec<&str>)> = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let holding = w["holding"].as_array().unwrap().iter().map(|j| j.as_str().unwrap()).collect();
+            (w["name"].as_str().unwrap(), w["alive"].as_bool().unwrap(), holding)
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("web.1-10-aaaa:noop", true, vec![held.as_str()]), ("web.1-11-bbbb:noop", false, vec![orphaned.as_str()])],
+        "the idle worker silent for an hour is left out"
+    );
+    let (table, _, ok) = jobs(&pool, &["workers"]).await;
+    assert!(ok && table.contains("web.1-10-aaaa:noop") && table.contains(&held), "{table}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn discard_by_filter_previews_with_dry_run_then_deletes_only_the_matching_dead_jobs(pool: PgPool) {
+    migrate(&pool).await;
+    let timeouts = [pending_job(&pool).await, pending_job(&pool).await];
+    for id in &timeouts {
+        kill(&pool, id, "OpenAI timed out").await;
+    }
+    let other_dead = dead_job(&pool).await;
+    let pending = pending_job(&pool).await;
+
+    let preview = json(&pool, &["discard", "--kind", "noop", "--error", "OpenAI timed out", "--dry-run"]).await;
+    assert_eq!(preview["dry_run"], true);
+    let mut previewed: Vec<&str> =
+        preview["discarded"].as_array().unwrap().iter().map(|id| id.as_str().unwrap()).collect();
+    previewed.sort_unstable();
+    let mut expected: Vec<&str> = timeouts.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(previewed, expected);
+    assert_eq!(crate::support::count(&pool, "SELECT count(*) FROM apalis.jobs").await, 4, "a dry run deletes nothing");
+
+    let done = json(&pool, &["discard", "--kind", "noop", "--error", "OpenAI timed out"]).await;
+    assert_eq!(done["discarded"].as_array().unwrap().len(), 2);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM apalis.jobs ORDER BY id").fetch_all(&pool).await.unwrap();
+    let mut expected_left = vec![other_dead, pending];
+    expected_left.sort();
+    assert_eq!(left, expected_left);
+
+    let (_, stderr, ok) = jobs(&pool, &["discard"]).await;
+    assert!(!ok && stderr.contains("nothing to discard"), "{stderr}");
+}

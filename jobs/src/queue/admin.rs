@@ -1,5 +1,6 @@
 //! The operator's view of `apalis.jobs`: list, show with every error, replay,
-//! discard and stats, in the states operators reason in.
+//! discard, stats, errors grouped by message and the workers holding jobs, in
+//! the states operators reason in.
 
 use std::fmt;
 use std::str::FromStr;
@@ -107,6 +108,8 @@ pub struct ListFilter {
     pub kind: Option<String>,
     /// Only jobs whose last activity (finish, or planned run) is this recent.
     pub since: Option<Duration>,
+    /// Only jobs whose last error is exactly this message (a group of [`errors`]).
+    pub error: Option<String>,
     pub limit: i64,
 }
 
@@ -122,12 +125,14 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<JobSummary>,
         "SELECT id, kind, state, attempts, max_attempts, run_at, done_at, worker, last_error FROM job_overview
          WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR kind = $2)
            AND ($3::float8 IS NULL OR COALESCE(done_at, run_at) >= now() - make_interval(secs => $3))
+           AND ($5::text IS NULL OR last_error = $5)
          ORDER BY COALESCE(done_at, run_at) DESC, id DESC LIMIT $4",
     )
     .bind(filter.state.map(JobState::as_str))
     .bind(&filter.kind)
     .bind(filter.since.map(|d| d.as_secs_f64()))
     .bind(filter.limit)
+    .bind(&filter.error)
     .fetch_all(pool)
     .await
 }
@@ -238,6 +243,63 @@ pub async fn list_by_ids(pool: &PgPool, ids: &[String]) -> Result<Vec<JobSummary
          WHERE id = ANY($1) AND state <> 'running' ORDER BY id",
     )
     .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// Failing jobs (dead or retrying) that share a kind, a state and a last error.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ErrorGroup {
+    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub state: StateName,
+    pub message: String,
+    pub count: i64,
+    /// One job of the group, to `show`.
+    pub sample_id: String,
+    /// When the newest job of the group last failed.
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+/// Dead and retrying jobs grouped by kind, state and last error, biggest group first.
+pub async fn errors(pool: &PgPool) -> Result<Vec<ErrorGroup>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT kind, state, COALESCE(last_error, '(no error recorded)') AS message, count(*) AS count,
+                max(id) AS sample_id, max(done_at) AS last_at
+         FROM job_overview WHERE state IN ('dead', 'retrying')
+         GROUP BY 1, 2, 3 ORDER BY count(*) DESC, max(done_at) DESC NULLS LAST, 1, 2, 3",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// One apalis worker (a kind's fetcher in one process) and the jobs it holds now.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct WorkerInfo {
+    pub name: String,
+    pub kind: String,
+    pub last_seen: DateTime<Utc>,
+    /// Seen within the liveness window: its heartbeat is still beating.
+    pub alive: bool,
+    /// Ids of the jobs it has claimed (queued in its batch, or running).
+    pub holding: Vec<String>,
+}
+
+/// Workers seen within the last `window` (live ones, newest first), with what
+/// they hold; older ones are kept out, except when they still hold jobs (an
+/// orphan waiting for recovery).
+pub async fn workers(pool: &PgPool, window: Duration) -> Result<Vec<WorkerInfo>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT w.id AS name, w.worker_type AS kind, w.last_seen,
+                w.last_seen >= now() - make_interval(secs => $1) AS alive,
+                COALESCE(array_agg(j.id ORDER BY j.id) FILTER (WHERE j.id IS NOT NULL), '{}') AS holding
+         FROM apalis.workers w
+         LEFT JOIN apalis.jobs j ON j.lock_by = w.id AND j.status IN ('Queued', 'Running')
+         GROUP BY w.id, w.worker_type, w.last_seen
+         HAVING w.last_seen >= now() - make_interval(secs => $1) OR count(j.id) > 0
+         ORDER BY w.last_seen DESC, w.id",
+    )
+    .bind(window.as_secs_f64())
     .fetch_all(pool)
     .await
 }
