@@ -7,35 +7,39 @@
 //! | `OPENAI_BASE_URL` | `https://api.openai.com/v1` | the API root |
 //! | `TRANSCRIBE_MODEL` | `whisper-1` | `verbose_json` with segments; `gpt-*-transcribe` models answer `json` only |
 //! | `ANALYZE_MODEL` | `gpt-4o-mini` | chat model with structured outputs |
+//! | `ANALYZE_TEMPERATURE` | `0`, none for reasoning models (`o1`, `o3`, `o4-*`, `gpt-5*`), which refuse it | sampling temperature of the extraction; `none` sends none |
 //! | `ANALYZE_INPUT_PRICE_PER_MTOK` | `0.15` | US dollars per million prompt tokens, for the cost estimate |
 //! | `ANALYZE_OUTPUT_PRICE_PER_MTOK` | `0.60` | US dollars per million completion tokens |
 //! | `OPENAI_TIMEOUT` | `300s` | one request |
 //! | `OPENAI_ORG_ID`, `OPENAI_PROJECT_ID` | (none) | read by async-openai: sent as `OpenAI-Organization`, `OpenAI-Project` |
 //!
-//! Requests are built from async-openai's types (`CreateTranscriptionRequest`,
-//! `CreateChatCompletionRequest` with a strict `json_schema` response format)
+//! Extraction requests are built from async-openai's types
+//! (`CreateChatCompletionRequest` with a strict `json_schema` response format)
 //! and sent by its client over our own transport (its `middleware` feature):
 //! the client's own answers drop the response headers, so our transport reads
 //! `x-request-id`, and classifies a failed answer by status, error code,
 //! `x-should-retry` and `retry-after-ms`/`retry-after` (telephony.md 5.3)
 //! before the client sees it. The client never retries by itself; the job
-//! queue does. Transcriptions are read from the raw body, because
-//! OpenAI-compatible servers (whisper.cpp, speaches) leave out fields that
-//! async-openai's response types require (`usage`).
+//! queue does. Transcriptions are our own multipart request through the same
+//! transport, because async-openai's form gives the `file` part no
+//! `Content-Type` (the official SDK sends the audio's type), and they are read
+//! from the raw body, because OpenAI-compatible servers (whisper.cpp,
+//! speaches) leave out fields that async-openai's response types require (`usage`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use async_openai::config::Config;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::middleware::HttpRequestFactory;
-use async_openai::types::audio::{AudioInput, AudioResponseFormat, CreateTranscriptionRequest, TimestampGranularity};
 use async_openai::types::chat::{
     ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage, CreateChatCompletionRequest, FinishReason,
     ResponseFormat, ResponseFormatJsonSchema,
 };
 use reqwest::header::HeaderMap;
+use reqwest::multipart::{Form, Part};
 use serde::Deserialize;
 use serde_json::Value;
 use switchboard_jobs::ports::{
@@ -77,7 +81,33 @@ pub struct OpenAi {
     config: OpenAIConfig,
     transcribe_model: String,
     analyze_model: String,
+    /// `None`: the request carries no `temperature`.
+    analyze_temperature: Option<f32>,
     prices: TokenPrices,
+}
+
+/// Reasoning models refuse a `temperature` (400 `unsupported_value`).
+fn refuses_temperature(model: &str) -> bool {
+    let mut chars = model.chars();
+    let o_series = chars.next() == Some('o') && chars.next().is_some_and(|c| c.is_ascii_digit());
+    o_series || model.starts_with("gpt-5")
+}
+
+/// `ANALYZE_TEMPERATURE`: a number, or `none` to send none; unset, 0 for
+/// models that take one and none for reasoning models.
+fn analyze_temperature(model: &str, raw: Option<&str>) -> anyhow::Result<Option<f32>> {
+    match raw.map(str::trim) {
+        None => Ok((!refuses_temperature(model)).then_some(0.0)),
+        Some(none) if none.eq_ignore_ascii_case("none") => Ok(None),
+        Some(number) => {
+            let value: f32 = number
+                .parse()
+                .ok()
+                .filter(|t: &f32| (0.0..=2.0).contains(t))
+                .with_context(|| format!("ANALYZE_TEMPERATURE={number:?} is not a number from 0 to 2, or none"))?;
+            Ok(Some(value))
+        }
+    }
 }
 
 impl OpenAi {
@@ -91,7 +121,14 @@ impl OpenAi {
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().timeout(timeout).build()?;
         let config = OpenAIConfig::new().with_api_base(base_url.trim_end_matches('/')).with_api_key(api_key);
-        Ok(Self { http, config, transcribe_model, analyze_model, prices })
+        let analyze_temperature = analyze_temperature(&analyze_model, None)?;
+        Ok(Self { http, config, transcribe_model, analyze_model, analyze_temperature, prices })
+    }
+
+    /// The extraction's sampling temperature; `None` sends none.
+    pub fn with_analyze_temperature(mut self, temperature: Option<f32>) -> Self {
+        self.analyze_temperature = temperature;
+        self
     }
 
     /// `None` when `OPENAI_API_KEY` is unset.
@@ -102,14 +139,17 @@ impl OpenAi {
             input_micro_usd_per_mtok: price("ANALYZE_INPUT_PRICE_PER_MTOK", "0.15")?,
             output_micro_usd_per_mtok: price("ANALYZE_OUTPUT_PRICE_PER_MTOK", "0.60")?,
         };
-        Ok(Some(Self::new(
+        let analyze_model = var("ANALYZE_MODEL").unwrap_or_else(|| "gpt-4o-mini".to_owned());
+        let temperature = analyze_temperature(&analyze_model, var("ANALYZE_TEMPERATURE").as_deref())?;
+        let openai = Self::new(
             &var("OPENAI_BASE_URL").unwrap_or_else(|| "https://api.openai.com/v1".to_owned()),
             api_key,
             var("TRANSCRIBE_MODEL").unwrap_or_else(|| "whisper-1".to_owned()),
-            var("ANALYZE_MODEL").unwrap_or_else(|| "gpt-4o-mini".to_owned()),
+            analyze_model,
             prices,
             duration("OPENAI_TIMEOUT", "300s")?,
-        )?))
+        )?;
+        Ok(Some(openai.with_analyze_temperature(temperature)))
     }
 
     /// An async-openai client for one request, sending through [`send`], and
@@ -144,8 +184,17 @@ async fn send(
     factory: HttpRequestFactory,
     request_id: &RequestId,
 ) -> Result<reqwest::Response, OpenAIError> {
-    let transient = |message: String| boxed(PortError::Transient { message, retry_after: None });
     let request = factory.build().await?;
+    execute(http, request, request_id).await.map_err(boxed)
+}
+
+/// Sends `request` once; a 2xx answer, or its failure classified.
+async fn execute(
+    http: &reqwest::Client,
+    request: reqwest::Request,
+    request_id: &RequestId,
+) -> Result<reqwest::Response, PortError> {
+    let transient = |message: String| PortError::Transient { message, retry_after: None };
     let response =
         http.execute(request).await.map_err(|e| transient(format!("OpenAI request failed: {}", e.without_url())))?;
     let id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -157,7 +206,7 @@ async fn send(
     let headers = response.headers().clone();
     let body =
         response.bytes().await.map_err(|e| transient(format!("OpenAI answer unreadable: {}", e.without_url())))?;
-    Err(boxed(failure(status.as_u16(), &headers, &body)))
+    Err(failure(status.as_u16(), &headers, &body))
 }
 
 fn boxed(error: PortError) -> OpenAIError {
@@ -217,19 +266,30 @@ fn answers_json_only(model: &str) -> bool {
     model.starts_with("gpt-") && model.contains("transcribe")
 }
 
-/// The request for `audio` (`verbose_json` with segments where the model can).
-fn transcription_request(model: &str, audio: Audio) -> CreateTranscriptionRequest {
-    let (response_format, timestamp_granularities) = if answers_json_only(model) {
-        (AudioResponseFormat::Json, None)
+/// The media type of an audio file OpenAI accepts, by its extension (the
+/// official SDK sends it with the `file` part; the spec recommends one).
+fn audio_type(filename: &str) -> &'static str {
+    let extension = filename.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).unwrap_or_default();
+    match extension.as_str() {
+        "wav" => "audio/wav",
+        "flac" => "audio/flac",
+        "ogg" | "oga" => "audio/ogg",
+        "webm" => "audio/webm",
+        "m4a" | "mp4" => "audio/mp4",
+        _ => "audio/mpeg",
+    }
+}
+
+/// The multipart form for `audio`: the `file` part with its name and audio
+/// type, the model, and `verbose_json` with segments where the model can.
+fn transcription_form(model: &str, audio: Audio) -> Form {
+    let content_type = audio_type(&audio.filename);
+    let file = Part::bytes(audio.body).file_name(audio.filename).mime_str(content_type).expect("a static media type");
+    let form = Form::new().part("file", file).text("model", model.to_owned());
+    if answers_json_only(model) {
+        form.text("response_format", "json")
     } else {
-        (AudioResponseFormat::VerboseJson, Some(vec![TimestampGranularity::Segment]))
-    };
-    CreateTranscriptionRequest {
-        file: AudioInput::from_bytes(audio.filename, audio.body.into()),
-        model: model.to_owned(),
-        response_format: Some(response_format),
-        timestamp_granularities,
-        ..CreateTranscriptionRequest::default()
+        form.text("response_format", "verbose_json").text("timestamp_granularities[]", "segment")
     }
 }
 
@@ -246,9 +306,20 @@ struct TranscriptionBody {
 impl Transcriber for OpenAi {
     fn transcribe<'a>(&'a self, audio: Audio) -> PortFuture<'a, Transcription> {
         Box::pin(async move {
-            let (client, request_id) = self.client();
-            let request = transcription_request(&self.transcribe_model, audio);
-            let raw = client.audio().transcription().create_raw(request).await.map_err(port_error)?;
+            let request_id = RequestId::default();
+            let request = self
+                .http
+                .post(self.config.url("/audio/transcriptions"))
+                .headers(self.config.headers())
+                .multipart(transcription_form(&self.transcribe_model, audio))
+                .build()
+                .map_err(|e| PortError::Permanent { message: format!("OpenAI request: {}", e.without_url()) })?;
+            let response = execute(&self.http, request, &request_id).await?;
+            let unreadable = |e: reqwest::Error| PortError::Transient {
+                message: format!("OpenAI answer unreadable: {}", e.without_url()),
+                retry_after: None,
+            };
+            let raw = response.bytes().await.map_err(unreadable)?;
             let body: TranscriptionBody = serde_json::from_slice(&raw).map_err(|e| PortError::Transient {
                 message: format!("OpenAI answered an unexpected transcription body: {e}"),
                 retry_after: None,
@@ -266,7 +337,11 @@ impl Transcriber for OpenAi {
 }
 
 /// Instructions, the transcript, and a strict JSON schema the answer must follow.
-fn extraction_request(model: &str, request: &ExtractionRequest<'_>) -> CreateChatCompletionRequest {
+fn extraction_request(
+    model: &str,
+    temperature: Option<f32>,
+    request: &ExtractionRequest<'_>,
+) -> CreateChatCompletionRequest {
     let system = ChatCompletionRequestSystemMessage { content: request.system_prompt.into(), name: None };
     let user = ChatCompletionRequestUserMessage { content: request.transcript.into(), name: None };
     let json_schema = ResponseFormatJsonSchema {
@@ -278,7 +353,7 @@ fn extraction_request(model: &str, request: &ExtractionRequest<'_>) -> CreateCha
     CreateChatCompletionRequest {
         model: model.to_owned(),
         messages: vec![system.into(), user.into()],
-        temperature: Some(0.0),
+        temperature,
         response_format: Some(ResponseFormat::JsonSchema { json_schema }),
         ..CreateChatCompletionRequest::default()
     }
@@ -288,8 +363,11 @@ impl Analyzer for OpenAi {
     fn extract<'a>(&'a self, request: &'a ExtractionRequest<'a>) -> PortFuture<'a, Extraction> {
         Box::pin(async move {
             let (client, request_id) = self.client();
-            let completion =
-                client.chat().create(extraction_request(&self.analyze_model, request)).await.map_err(port_error)?;
+            let completion = client
+                .chat()
+                .create(extraction_request(&self.analyze_model, self.analyze_temperature, request))
+                .await
+                .map_err(port_error)?;
             let transient = |message: String| PortError::Transient { message, retry_after: None };
             let choice =
                 completion.choices.into_iter().next().ok_or_else(|| transient("no choices in the answer".into()))?;
@@ -376,7 +454,7 @@ mod tests {
             schema_name: "call_insight",
             schema: serde_json::json!({ "type": "object" }),
         };
-        let body = serde_json::to_value(extraction_request("gpt-4o-mini", &request)).unwrap();
+        let body = serde_json::to_value(extraction_request("gpt-4o-mini", Some(0.0), &request)).unwrap();
         assert_eq!(body["model"], "gpt-4o-mini");
         assert_eq!(body["temperature"], 0.0);
         assert_eq!(body["messages"][0]["role"], "system");
@@ -386,6 +464,34 @@ mod tests {
         assert_eq!(format["json_schema"]["name"], "call_insight");
         assert_eq!(format["json_schema"]["strict"], true);
         assert_eq!(format["json_schema"]["schema"]["type"], "object");
+    }
+
+    #[test]
+    fn reasoning_models_get_no_temperature_unless_one_is_configured() {
+        assert_eq!(analyze_temperature("gpt-4o-mini", None).unwrap(), Some(0.0));
+        for reasoning in ["o1", "o3-mini", "o4-mini", "gpt-5", "gpt-5-mini"] {
+            assert_eq!(analyze_temperature(reasoning, None).unwrap(), None, "{reasoning}");
+        }
+        assert_eq!(analyze_temperature("gpt-4o-mini", Some("none")).unwrap(), None);
+        assert_eq!(analyze_temperature("o3", Some("0.2")).unwrap(), Some(0.2));
+        assert!(analyze_temperature("gpt-4o-mini", Some("hot")).is_err());
+        assert!(analyze_temperature("gpt-4o-mini", Some("3")).is_err());
+        let request = ExtractionRequest {
+            system_prompt: "Extract.",
+            transcript: "Hello",
+            schema_name: "call_insight",
+            schema: serde_json::json!({ "type": "object" }),
+        };
+        let body = serde_json::to_value(extraction_request("o4-mini", None, &request)).unwrap();
+        assert!(body.get("temperature").is_none(), "{body}");
+    }
+
+    #[test]
+    fn audio_parts_are_typed_by_their_extension() {
+        assert_eq!(audio_type("RE1.mp3"), "audio/mpeg");
+        assert_eq!(audio_type("call.WAV"), "audio/wav");
+        assert_eq!(audio_type("x.m4a"), "audio/mp4");
+        assert_eq!(audio_type("no-extension"), "audio/mpeg");
     }
 
     #[test]

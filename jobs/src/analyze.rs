@@ -133,7 +133,11 @@ impl Insight {
     }
 
     /// The JSON schema the model must follow (`strict`: every property
-    /// required, no others, optional values nullable).
+    /// required, no others, optional values nullable). A nullable enum is an
+    /// `anyOf` of the enum and `null`, a form OpenAI's structured outputs
+    /// document as supported (nested `anyOf`) and its SDK generates for an
+    /// optional enum; a `null` inside `enum` is valid JSON Schema but not a
+    /// form OpenAI documents.
     pub fn schema() -> Value {
         let text = json!({ "type": "string" });
         let nullable_text = json!({ "type": ["string", "null"] });
@@ -147,7 +151,7 @@ impl Insight {
             "preferred_locations": texts,
             "property_type": nullable_text,
             "property_size": nullable_text,
-            "purpose": { "type": ["string", "null"], "enum": ["end_use", "investment", null] },
+            "purpose": { "anyOf": [{ "type": "string", "enum": ["end_use", "investment"] }, { "type": "null" }] },
             "timeline": { "type": "string", "enum": ["immediate", "1-3 months", "3-6 months", "6+ months", "unknown"] },
             "financing_needed": { "type": ["boolean", "null"] },
             "sentiment": { "type": "string", "enum": ["positive", "neutral", "negative", "mixed"] },
@@ -301,5 +305,14 @@ mod tests {
         for key in properties.keys() {
             assert!(valid().get(key).is_some(), "{key} missing from the example");
         }
+    }
+
+    #[test]
+    fn nullable_enums_take_the_documented_any_of_form() {
+        let purpose = &Insight::schema()["properties"]["purpose"];
+        assert_eq!(purpose["anyOf"][0], json!({ "type": "string", "enum": ["end_use", "investment"] }));
+        assert_eq!(purpose["anyOf"][1], json!({ "type": "null" }));
+        let schema = Insight::schema().to_string();
+        assert!(!schema.contains("null]"), "no null inside an enum: {schema}");
     }
 }

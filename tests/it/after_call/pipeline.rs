@@ -1,11 +1,15 @@
 //! The chain's behaviour: exactly once in effect, retries as OpenAI and the
 //! providers ask, facts kept across calls, the CRM told once per insight.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use switchboard::ai::OpenAi;
 use switchboard::recording_fetch::{BasicAuth, RecordingDownloader};
 use switchboard::storage::RecordingStorage;
 use switchboard_jobs::analyze::Analyze;
@@ -78,7 +82,12 @@ async fn one_recording_webhook_gives_exactly_one_object_transcript_insight_and_l
     assert_eq!((language.as_str(), model.as_str(), request_id.as_str()), ("hindi", "whisper-1", "req_transcribe"));
     assert_eq!(segments.as_array().unwrap().len(), 1);
     let sent = &world.fakes.transcription_requests()[0];
-    assert!(sent.contains("verbose_json") && sent.contains("whisper-1") && sent.contains("RE0001.mp3"));
+    assert!(sent.contains("verbose_json") && sent.contains("whisper-1"));
+    assert!(
+        sent.contains("name=\"file\"; filename=\"RE0001.mp3\"\r\nContent-Type: audio/mpeg\r\n"),
+        "the file part carries its name and audio type: {}",
+        &sent[..sent.len().min(400)]
+    );
 
     let (score, prompt, completion, cost, model): (i32, i64, i64, i64, String) =
         sqlx::query_as("SELECT lead_score, prompt_tokens, completion_tokens, cost_micro_usd, model FROM insights")
@@ -88,6 +97,7 @@ async fn one_recording_webhook_gives_exactly_one_object_transcript_insight_and_l
     assert_eq!((score, prompt, completion, model.as_str()), (82, 1000, 200, "gpt-4o-mini-2024-07-18"));
     assert_eq!(cost, 270, "1000 x $0.15/M + 200 x $0.60/M = $0.000270");
     let chat = &world.fakes.chat_requests()[0];
+    assert_eq!(chat["temperature"], 0.0);
     assert_eq!(chat["response_format"]["type"], "json_schema");
     assert_eq!(chat["response_format"]["json_schema"]["strict"], true);
 
@@ -399,6 +409,33 @@ async fn gpt_4o_transcribe_is_asked_for_json_and_stored_without_segments(pool: P
 }
 
 #[sqlx::test(migrations = false)]
+async fn a_reasoning_model_is_asked_without_a_temperature_and_others_at_zero(pool: PgPool) {
+    crate::support::migrate(&pool).await;
+    let world = World::build(&pool, None, |ports, fakes| {
+        let reasoning = OpenAi::new(
+            &format!("{}/v1", fakes.base_url),
+            "sk-test".to_owned(),
+            "whisper-1".to_owned(),
+            "o4-mini".to_owned(),
+            super::fakes::PRICES,
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        Ports { analyzer: Some(Arc::new(reasoning)), ..ports }
+    })
+    .await;
+    announce(&pool, &world.fakes, "CA0015", 95, CUSTOMER).await;
+    wait_for_count(&pool, "leads", 1).await;
+
+    let chat = &world.fakes.chat_requests()[0];
+    assert_eq!(chat["model"], "o4-mini");
+    assert!(chat.get("temperature").is_none(), "o4-mini refuses a temperature: {chat}");
+    let purpose = &chat["response_format"]["json_schema"]["schema"]["properties"]["purpose"];
+    assert_eq!(purpose["anyOf"][1]["type"], "null", "the nullable enum in its documented form: {purpose}");
+    world.workers.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
 async fn the_worker_binary_runs_the_chain_configured_from_the_environment(pool: PgPool) {
     crate::support::migrate(&pool).await;
     let fakes = super::fakes::Fakes::start().await;
@@ -480,7 +517,8 @@ async fn an_exotel_recording_is_fetched_from_its_url_as_given(pool: PgPool) {
         sqlx::query_as("SELECT storage_key, content_type FROM recordings").fetch_one(&pool).await.unwrap();
     assert_eq!(key, format!("exotel/{sid}/{sid}.wav"));
     assert_eq!(content_type, "audio/wav");
-    assert!(world.fakes.transcription_requests()[0].contains(&format!("{sid}.wav")));
+    let file_part = format!("filename=\"{sid}.wav\"\r\nContent-Type: audio/wav\r\n");
+    assert!(world.fakes.transcription_requests()[0].contains(&file_part));
     world.workers.stop().await;
 }
 
