@@ -10,6 +10,7 @@ pub mod crm;
 pub mod db;
 pub mod demo;
 pub mod ivr;
+pub mod log_metrics;
 pub mod providers;
 pub mod recording_fetch;
 pub mod retry_after;

@@ -15,6 +15,7 @@ pub async fn run(queues: &[String]) -> anyhow::Result<()> {
     let registry = if queues.is_empty() { registry } else { registry.only(queues).map_err(anyhow::Error::msg)? };
     let settings = config::supervisor_from_env(registry.kinds())?;
     let pool = crate::db::pool(&DatabaseConfig::from_env()?)?;
+    crate::log_metrics::spawn(pool.clone())?;
     let ports = Ports {
         telephony: telephony_from_env()?,
         outbound_line: config::outbound_line_from_env()?,

@@ -10,6 +10,7 @@ mod error;
 mod health;
 mod jobs_api;
 mod leads_api;
+mod metrics;
 mod params;
 mod recordings_api;
 mod scheduled_calls_api;
@@ -71,6 +72,8 @@ pub fn app(state: AppState, body_limit_bytes: usize) -> Router {
         .merge(health::routes())
         .merge(webhooks::routes())
         .nest("/api", api)
+        .merge(metrics::routes(state.clone()))
+        .layer(axum::middleware::from_fn(metrics::track_request))
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)

@@ -4,6 +4,7 @@ mod support;
 
 mod after_call;
 mod cli;
+mod console;
 mod demo;
 mod health;
 mod inbound;

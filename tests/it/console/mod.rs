@@ -1,0 +1,4 @@
+//! The operator's surfaces beyond the CLI: `/metrics`, the OpenAPI document
+//! and the web console.
+
+mod metrics;
