@@ -25,6 +25,7 @@
 //! | `PUBLIC_BASE_URL` | (none) | scheme and host the providers call us at, e.g. `https://switchboard.example.com`: what Twilio signs, and the base of callback URLs we hand out |
 //! | `TWILIO_ACCOUNT_SID` | (none) | account for the REST API (required with `TWILIO_AUTH_TOKEN`) |
 //! | `TWILIO_AUTH_TOKEN` | (none: Twilio webhooks refused, no Twilio calls) | primary auth token: checks `X-Twilio-Signature`, authenticates REST calls |
+//! | `TWILIO_WEBHOOK_SHARED_KEY` | (none) | the secret of the Twilio Webhooks SharedKey that signs webhooks (`X-Twilio-Webhooks-Signature-Settings`, HMAC-SHA256); comma-separated while a key is being rotated |
 //! | `TWILIO_API_BASE` | `https://api.twilio.com` | Twilio's REST API (tests point it at a local fake) |
 //! | `EXOTEL_WEBHOOK_SECRET` | (none: Exotel webhooks refused) | the secret path segment of `/webhooks/exotel/{secret}/...` |
 //! | `EXOTEL_ALLOWED_IPS` | (none: any address) | comma-separated addresses or CIDR blocks Exotel webhooks may come from |
@@ -228,6 +229,8 @@ fn public_base_url() -> anyhow::Result<Option<String>> {
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
     pub twilio: Option<TwilioConfig>,
+    /// Twilio Webhooks SharedKey secrets (`TWILIO_WEBHOOK_SHARED_KEY`).
+    pub twilio_shared_keys: Vec<String>,
     pub exotel_secret: Option<String>,
     pub exotel_allowed_ips: Vec<IpBlock>,
     pub exotel_connect_deadline: Duration,
@@ -239,6 +242,7 @@ impl Default for WebhookConfig {
     fn default() -> Self {
         Self {
             twilio: None,
+            twilio_shared_keys: Vec::new(),
             exotel_secret: None,
             exotel_allowed_ips: Vec::new(),
             exotel_connect_deadline: Duration::from_secs(3),
@@ -258,6 +262,9 @@ impl WebhookConfig {
             .unwrap_or_default();
         Ok(Self {
             twilio: TwilioConfig::from_env()?,
+            twilio_shared_keys: var("TWILIO_WEBHOOK_SHARED_KEY")
+                .map(|raw| raw.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect())
+                .unwrap_or_default(),
             exotel_secret: var("EXOTEL_WEBHOOK_SECRET"),
             exotel_allowed_ips,
             exotel_connect_deadline: duration("EXOTEL_CONNECT_DEADLINE", "3s")?,

@@ -1,6 +1,8 @@
 //! Twilio webhooks: `X-Twilio-Signature` checked exactly as the official SDKs
-//! do (twilio-python `RequestValidator`), and the parameters of each webhook
-//! parsed into typed values.
+//! do (twilio-python `RequestValidator`; a Webhooks SharedKey with the
+//! algorithm `X-Twilio-Webhooks-Signature-Settings` names, as twilio-node's
+//! `getSignatureAlgorithm`), and the parameters of each webhook parsed into
+//! typed values.
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -27,6 +29,39 @@ pub enum SignatureError {
     BodyHashMismatch,
     #[error("a raw (JSON) body without bodySHA256 in the URL: nothing signs it")]
     BodyUnsigned,
+    #[error("X-Twilio-Webhooks-Signature-Settings names a SharedKey, but TWILIO_WEBHOOK_SHARED_KEY is not set")]
+    SharedKeyNotConfigured,
+    #[error("X-Twilio-Webhooks-Signature-Settings names an unsupported algorithm {0:?}")]
+    UnsupportedAlgorithm(String),
+}
+
+/// The header Twilio adds when a Webhook Setting signs with a SharedKey
+/// instead of the auth token: `key=<SharedKey sid>,algorithm=HMAC_SHA256`.
+/// The signed string stays the URL and the sorted parameters; only the key
+/// and the hash change.
+pub const SIGNATURE_SETTINGS_HEADER: &str = "x-twilio-webhooks-signature-settings";
+
+/// The HMAC a signature is made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    HmacSha1,
+    HmacSha256,
+}
+
+impl Algorithm {
+    /// The `algorithm=` of an `X-Twilio-Webhooks-Signature-Settings` value.
+    pub fn from_settings(settings: &str) -> Result<Self, SignatureError> {
+        let named = settings
+            .split(',')
+            .filter_map(|part| part.split_once('='))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("algorithm"))
+            .map(|(_, value)| value.trim());
+        match named {
+            Some(name) if name.eq_ignore_ascii_case("HMAC_SHA256") => Ok(Self::HmacSha256),
+            Some(name) if name.eq_ignore_ascii_case("HMAC_SHA1") => Ok(Self::HmacSha1),
+            other => Err(SignatureError::UnsupportedAlgorithm(other.unwrap_or_default().chars().take(40).collect())),
+        }
+    }
 }
 
 /// What Twilio signed besides the URL.
@@ -38,28 +73,53 @@ pub enum Payload<'a> {
     Body(&'a [u8]),
 }
 
-/// Checks requests against the account's primary auth token.
+/// Checks requests against the account's primary auth token, or against the
+/// Webhooks SharedKey secrets (several while one is being rotated out).
 #[derive(Clone)]
 pub struct RequestValidator {
     auth_token: String,
+    shared_keys: Vec<String>,
 }
 
 impl RequestValidator {
     pub fn new(auth_token: impl Into<String>) -> Self {
-        Self { auth_token: auth_token.into() }
+        Self { auth_token: auth_token.into(), shared_keys: Vec::new() }
+    }
+
+    /// Also accepts requests a Webhook Setting signed with one of these SharedKey secrets.
+    pub fn with_shared_keys(mut self, secrets: Vec<String>) -> Self {
+        self.shared_keys = secrets;
+        self
     }
 
     /// Base64 HMAC-SHA1 of the URL followed by each parameter name and value,
     /// names sorted, each name's distinct values sorted.
     pub fn signature(&self, url: &str, params: &[(String, String)]) -> String {
-        self.sign(url, &signed_params(params))
+        sign(self.auth_token.as_bytes(), Algorithm::HmacSha1, url, &signed_params(params))
     }
 
-    fn sign(&self, url: &str, signed_params: &[u8]) -> String {
-        let mut mac = Hmac::<Sha1>::new_from_slice(self.auth_token.as_bytes()).expect("HMAC takes any key length");
-        mac.update(url.as_bytes());
-        mac.update(signed_params);
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    /// The signature a Webhook Setting with SharedKey `secret` and `algorithm` puts on a request.
+    pub fn shared_key_signature(secret: &str, algorithm: Algorithm, url: &str, params: &[(String, String)]) -> String {
+        sign(secret.as_bytes(), algorithm, url, &signed_params(params))
+    }
+
+    /// Validates a request whose `X-Twilio-Webhooks-Signature-Settings` is
+    /// `settings`: absent, against the auth token (HMAC-SHA1); present, against
+    /// the SharedKey secrets with the algorithm it names, never the auth token.
+    pub fn validate_with_settings(
+        &self,
+        url: &str,
+        payload: Payload<'_>,
+        signature: Option<&str>,
+        settings: Option<&str>,
+    ) -> Result<(), SignatureError> {
+        let Some(settings) = settings else { return self.validate(url, payload, signature) };
+        let algorithm = Algorithm::from_settings(settings)?;
+        if self.shared_keys.is_empty() {
+            return Err(SignatureError::SharedKeyNotConfigured);
+        }
+        let keys: Vec<(&[u8], Algorithm)> = self.shared_keys.iter().map(|k| (k.as_bytes(), algorithm)).collect();
+        check(url, payload, signature, &keys)
     }
 
     /// Validates a request to `url` (as Twilio was configured to call it)
@@ -68,25 +128,56 @@ impl RequestValidator {
     /// nothing vouches for the body, so it is refused. The URL is tried
     /// without its port and with the scheme's default port.
     pub fn validate(&self, url: &str, payload: Payload<'_>, signature: Option<&str>) -> Result<(), SignatureError> {
-        let signature = signature.ok_or(SignatureError::Missing)?;
-        let params = match payload {
-            Payload::Form(params) => params,
-            Payload::Body(body) => {
-                let expected = body_sha256(url).ok_or(SignatureError::BodyUnsigned)?;
-                let actual = hex::encode(Sha256::digest(body));
-                if !bool::from(actual.as_bytes().ct_eq(expected.as_bytes())) {
-                    return Err(SignatureError::BodyHashMismatch);
-                }
-                &[][..]
-            }
-        };
-        let signed_params = signed_params(params);
-        let matches =
-            |candidate: &str| bool::from(self.sign(candidate, &signed_params).as_bytes().ct_eq(signature.as_bytes()));
-        // Evaluate both, so timing does not reveal which form was signed.
-        let (without, with) = (matches(&without_port(url)), matches(&with_default_port(url)));
-        if without | with { Ok(()) } else { Err(SignatureError::Mismatch) }
+        check(url, payload, signature, &[(self.auth_token.as_bytes(), Algorithm::HmacSha1)])
     }
+}
+
+/// Whether `signature` is what one of `keys` makes of the request.
+fn check(
+    url: &str,
+    payload: Payload<'_>,
+    signature: Option<&str>,
+    keys: &[(&[u8], Algorithm)],
+) -> Result<(), SignatureError> {
+    let signature = signature.ok_or(SignatureError::Missing)?;
+    let params = match payload {
+        Payload::Form(params) => params,
+        Payload::Body(body) => {
+            let expected = body_sha256(url).ok_or(SignatureError::BodyUnsigned)?;
+            let actual = hex::encode(Sha256::digest(body));
+            if !bool::from(actual.as_bytes().ct_eq(expected.as_bytes())) {
+                return Err(SignatureError::BodyHashMismatch);
+            }
+            &[][..]
+        }
+    };
+    let signed_params = signed_params(params);
+    let urls = [without_port(url), with_default_port(url)];
+    // Evaluate every key and URL form, so timing reveals neither which matched nor where.
+    let matched = keys
+        .iter()
+        .flat_map(|(key, algorithm)| {
+            urls.iter().map(|candidate| {
+                bool::from(sign(key, *algorithm, candidate, &signed_params).as_bytes().ct_eq(signature.as_bytes()))
+            })
+        })
+        .fold(false, |any, this| any | this);
+    if matched { Ok(()) } else { Err(SignatureError::Mismatch) }
+}
+
+/// Base64 HMAC of `url` followed by the signed parameters.
+fn sign(key: &[u8], algorithm: Algorithm, url: &str, signed_params: &[u8]) -> String {
+    fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], url: &str, signed_params: &[u8]) -> Vec<u8> {
+        let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+        mac.update(url.as_bytes());
+        mac.update(signed_params);
+        mac.finalize().into_bytes().to_vec()
+    }
+    let digest = match algorithm {
+        Algorithm::HmacSha1 => mac::<Hmac<Sha1>>(key, url, signed_params),
+        Algorithm::HmacSha256 => mac::<Hmac<Sha256>>(key, url, signed_params),
+    };
+    base64::engine::general_purpose::STANDARD.encode(digest)
 }
 
 /// The parameters as Twilio signs them: every distinct (name, value) pair once,
@@ -410,6 +501,49 @@ mod tests {
         assert_eq!(validator.signature(URL, &shuffled), "IK+Dwps556ElfBT0I3Rgjkr1wJU=");
         let once = params(&[("Digits", "1234"), ("Sid", "CA123"), ("SidAccount", "AC123")]);
         assert_eq!(validator.signature(URL, &repeated), validator.signature(URL, &once));
+    }
+
+    // Computed independently with Python's hmac module over the published vector's URL and parameters.
+    const SHARED_KEY: &str = "shared-key-secret";
+    const SHA256_SIGNATURE: &str = "E5VnwNBwyz0tCHTP5Dkbb6TefPRbPKoGqFaaypGFqwI=";
+    const SETTINGS: &str = "key=WK0123456789abcdef0123456789abcdef,algorithm=HMAC_SHA256";
+
+    #[test]
+    fn a_shared_key_hmac_sha256_signature_validates_with_the_settings_header() {
+        let validator = RequestValidator::new(TOKEN).with_shared_keys(vec!["old-key".into(), SHARED_KEY.into()]);
+        let sha256 = RequestValidator::shared_key_signature(SHARED_KEY, Algorithm::HmacSha256, URL, &call_params());
+        assert_eq!(sha256, SHA256_SIGNATURE);
+        let form = Payload::Form(&call_params());
+        assert_eq!(validator.validate_with_settings(URL, form, Some(SHA256_SIGNATURE), Some(SETTINGS)), Ok(()));
+        let sha1 = RequestValidator::shared_key_signature(SHARED_KEY, Algorithm::HmacSha1, URL, &call_params());
+        assert_eq!(sha1, "JZ3+sKp4qI8PcVObzMqSfc13Puc=");
+        let sha1_settings = Some("key=WK1,algorithm=HMAC_SHA1");
+        assert_eq!(validator.validate_with_settings(URL, form, Some(&sha1), sha1_settings), Ok(()));
+    }
+
+    #[test]
+    fn with_the_settings_header_only_the_shared_key_counts_and_without_it_only_the_auth_token() {
+        let validator = RequestValidator::new(TOKEN).with_shared_keys(vec![SHARED_KEY.into()]);
+        let form = Payload::Form(&call_params());
+        let token_signed = Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+        assert_eq!(validator.validate_with_settings(URL, form, token_signed, None), Ok(()));
+        assert_eq!(
+            validator.validate_with_settings(URL, form, token_signed, Some(SETTINGS)),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            validator.validate_with_settings(URL, form, Some(SHA256_SIGNATURE), None),
+            Err(SignatureError::Mismatch)
+        );
+        let unconfigured = RequestValidator::new(TOKEN);
+        assert_eq!(
+            unconfigured.validate_with_settings(URL, form, Some(SHA256_SIGNATURE), Some(SETTINGS)),
+            Err(SignatureError::SharedKeyNotConfigured)
+        );
+        assert_eq!(
+            validator.validate_with_settings(URL, form, Some(SHA256_SIGNATURE), Some("key=WK1,algorithm=HMAC_MD5")),
+            Err(SignatureError::UnsupportedAlgorithm("HMAC_MD5".into()))
+        );
     }
 
     #[test]

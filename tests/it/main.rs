@@ -10,6 +10,7 @@ mod health;
 mod inbound;
 mod outbound;
 mod processes;
+mod provider;
 mod queue;
 mod seams;
 mod storage;

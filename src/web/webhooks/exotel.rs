@@ -2,7 +2,7 @@
 //! Passthru applet (200 = branch A, 302 = branch B), the Connect applet's
 //! "whom to dial" (JSON, answered once `route-call` has decided or the
 //! deadline passed: the agent, an overflow's transfer number, or nobody) and
-//! the StatusCallback.
+//! the StatusCallback (form-encoded, `multipart/form-data` or JSON).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -68,7 +68,7 @@ struct Incoming {
 }
 
 impl Incoming {
-    fn admit(self, state: &AppState) -> Result<Admitted, ApiError> {
+    async fn admit(self, state: &AppState) -> Result<Admitted, ApiError> {
         let config = &state.webhooks;
         let gate = Gate { secret: config.exotel_secret.clone(), allowed: config.exotel_allowed_ips.clone() };
         let client = if config.trust_forwarded_for { forwarded_for(&self.headers).or(self.peer) } else { self.peer };
@@ -77,7 +77,8 @@ impl Incoming {
             return Err(ApiError::Forbidden("forbidden".into()));
         }
         let content_type = self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let fields = Fields::parse(self.uri.query(), content_type, &self.body).map_err(ApiError::BadRequest)?;
+        let fields =
+            Fields::parse_any(self.uri.query(), content_type, self.body.clone()).await.map_err(ApiError::BadRequest)?;
         Ok(Admitted { uri: self.uri, headers: self.headers, body: self.body, fields })
     }
 }
@@ -122,7 +123,7 @@ fn seen<'a>(request: &'a FlowRequest, status: CallStatus) -> CallSeen<'a> {
 /// Passthru: records the call; after a gather, `digits` at the called
 /// number's menu choose the department (200) or are invalid (302).
 async fn passthru(State(state): State<AppState>, incoming: Incoming) -> Result<Response, ApiError> {
-    let request = incoming.admit(&state)?;
+    let request = incoming.admit(&state).await?;
     let flow = FlowRequest::parse(&request.fields).map_err(ApiError::BadRequest)?;
     let sid = flow.call_sid.as_str();
     let pressed = flow.digits.as_ref().map_or("", |d| d.as_str());
@@ -162,7 +163,7 @@ async fn choose_department(conn: &mut PgConnection, call_id: i64, department: i6
 /// `?department=<name>`, or by the called number), then waits up to
 /// `EXOTEL_CONNECT_DEADLINE` for `route-call` to pick an agent.
 async fn connect(State(state): State<AppState>, incoming: Incoming) -> Result<Response, ApiError> {
-    let request = incoming.admit(&state)?;
+    let request = incoming.admit(&state).await?;
     let flow = FlowRequest::parse(&request.fields).map_err(ApiError::BadRequest)?;
     let sid = flow.call_sid.as_str();
     let mut tx = state.pool.begin().await?;
@@ -254,7 +255,7 @@ async fn transfer_number(pool: &PgPool, call_id: i64) -> Result<Option<String>, 
 }
 
 async fn status(State(state): State<AppState>, incoming: Incoming) -> Result<Response, ApiError> {
-    let request = incoming.admit(&state)?;
+    let request = incoming.admit(&state).await?;
     let event = StatusCallback::parse(&request.fields).map_err(ApiError::BadRequest)?;
     let sid = event.call_sid.as_str();
     let mut tx = state.pool.begin().await?;

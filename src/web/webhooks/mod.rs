@@ -32,8 +32,14 @@ pub fn loggable_path(path: &str) -> String {
 }
 
 /// Request headers worth keeping with the raw event (never credentials).
-const KEPT_HEADERS: [&str; 5] =
-    ["content-type", "user-agent", "i-twilio-idempotency-token", "x-forwarded-for", "exotel-version"];
+const KEPT_HEADERS: [&str; 6] = [
+    "content-type",
+    "user-agent",
+    "i-twilio-idempotency-token",
+    "x-forwarded-for",
+    "exotel-version",
+    "x-twilio-webhooks-signature-settings",
+];
 
 /// A webhook as received, about to be stored.
 struct RawEvent<'a> {

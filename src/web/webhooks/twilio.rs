@@ -1,12 +1,14 @@
-//! `POST /webhooks/twilio/{voice,ivr,status,recording}` (stored, deduplicated)
-//! and `/webhooks/twilio/{overflow,hangup}` (TwiML only), all signature-checked.
+//! `/webhooks/twilio/{voice,ivr,status,recording}` (stored, deduplicated)
+//! and `/webhooks/twilio/{overflow,hangup}` (TwiML only), all signature-checked,
+//! by POST or by GET (Twilio allows either for every webhook; a GET's
+//! parameters are in its signed query string).
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::get;
 use sqlx::PgConnection;
 use switchboard_jobs::calls::{self, CallSeen, CallStatus, Direction, StatusUpdate};
 use switchboard_jobs::ports::Provider;
@@ -17,19 +19,19 @@ use super::{RawEvent, department_for_number, queue_and_route, store_event};
 use crate::ivr::{self, Step};
 use crate::providers::fields::{self, Fields};
 use crate::providers::twilio::{
-    GatherResult, IncomingCall, Payload, RecordingCallback, RequestValidator, StatusCallback,
+    GatherResult, IncomingCall, Payload, RecordingCallback, RequestValidator, SIGNATURE_SETTINGS_HEADER, StatusCallback,
 };
 use crate::providers::twiml;
 use crate::web::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/webhooks/twilio/voice", post(voice))
-        .route("/webhooks/twilio/ivr", post(ivr_choice))
-        .route("/webhooks/twilio/status", post(status))
-        .route("/webhooks/twilio/recording", post(recording))
-        .route("/webhooks/twilio/overflow", post(overflow))
-        .route("/webhooks/twilio/hangup", post(hangup))
+        .route("/webhooks/twilio/voice", get(voice).post(voice))
+        .route("/webhooks/twilio/ivr", get(ivr_choice).post(ivr_choice))
+        .route("/webhooks/twilio/status", get(status).post(status))
+        .route("/webhooks/twilio/recording", get(recording).post(recording))
+        .route("/webhooks/twilio/overflow", get(overflow).post(overflow))
+        .route("/webhooks/twilio/hangup", get(hangup).post(hangup))
 }
 
 /// A request whose signature checked out.
@@ -62,7 +64,8 @@ impl Signed {
     }
 }
 
-/// Checks `X-Twilio-Signature` over `PUBLIC_BASE_URL` + path + query, then parses.
+/// Checks `X-Twilio-Signature` over `PUBLIC_BASE_URL` + path + query (with the
+/// auth token, or the SharedKey `X-Twilio-Webhooks-Signature-Settings` names), then parses.
 fn authenticate(state: &AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Signed, ApiError> {
     let path = uri.path().to_owned();
     let refuse = |reason: &dyn std::fmt::Display| {
@@ -81,8 +84,11 @@ fn authenticate(state: &AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> 
         form = url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
         Payload::Form(&form)
     };
-    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok());
-    RequestValidator::new(&twilio.auth_token).validate(&url, payload, signature).map_err(|e| refuse(&e))?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    RequestValidator::new(&twilio.auth_token)
+        .with_shared_keys(state.webhooks.twilio_shared_keys.clone())
+        .validate_with_settings(&url, payload, header("x-twilio-signature"), header(SIGNATURE_SETTINGS_HEADER))
+        .map_err(|e| refuse(&e))?;
     let fields = Fields::parse(uri.query(), content_type, &body).map_err(ApiError::BadRequest)?;
     Ok(Signed { uri, headers, body, fields })
 }
