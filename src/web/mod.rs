@@ -5,6 +5,7 @@ mod api;
 mod auth;
 pub mod call_outcome;
 mod calling_policy_api;
+mod console;
 mod contacts_api;
 mod error;
 mod health;
@@ -73,6 +74,7 @@ pub fn app(state: AppState, body_limit_bytes: usize) -> Router {
         .merge(webhooks::routes())
         .nest("/api", api)
         .merge(metrics::routes(state.clone()))
+        .merge(console::routes(state.clone()))
         .layer(axum::middleware::from_fn(metrics::track_request))
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .layer(axum::middleware::from_fn(log_request))

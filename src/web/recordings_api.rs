@@ -20,7 +20,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/calls/{sid}/recording", get(recording)).route("/calls/{sid}/reprocess", post(reprocess))
 }
 
-async fn recording(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn recording(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Response, ApiError> {
     let stored: Option<(String, String)> = sqlx::query_as(
         "SELECT storage_key, content_type FROM recordings
          WHERE call_sid = $1 AND status = 'stored' ORDER BY id DESC LIMIT 1",

@@ -20,13 +20,13 @@ struct SearchQuery {
 }
 
 #[derive(Serialize, sqlx::FromRow)]
-struct Hit {
-    call_sid: String,
+pub(crate) struct Hit {
+    pub call_sid: String,
     transcript_id: i64,
     recording_id: i64,
-    language: Option<String>,
+    pub language: Option<String>,
     /// The matching passages, HTML-escaped, terms wrapped in `<mark>`.
-    snippet: String,
+    pub snippet: String,
     rank: f32,
 }
 
@@ -60,6 +60,11 @@ async fn search(State(state): State<AppState>, Params(query): Params<SearchQuery
     if !(1..=100).contains(&limit) {
         return Err(ApiError::validation("limit", "must be between 1 and 100"));
     }
+    Ok(Json(search_hits(&state.pool, q, limit).await?))
+}
+
+/// Transcripts matching `q`, best first, with highlighted snippets (the console's search too).
+pub(crate) async fn search_hits(pool: &sqlx::PgPool, q: &str, limit: i64) -> Result<Vec<Hit>, sqlx::Error> {
     let mut hits: Vec<Hit> = sqlx::query_as(
         "SELECT t.call_sid, t.id AS transcript_id, t.recording_id, t.language,
                 ts_headline('simple', translate(t.text, $3, ''), query,
@@ -75,12 +80,12 @@ async fn search(State(state): State<AppState>, Params(query): Params<SearchQuery
     .bind(format!("{START}{STOP}"))
     .bind(START.to_string())
     .bind(STOP.to_string())
-    .fetch_all(&state.pool)
+    .fetch_all(pool)
     .await?;
     for hit in &mut hits {
         hit.snippet = highlighted(&hit.snippet);
     }
-    Ok(Json(hits))
+    Ok(hits)
 }
 
 #[cfg(test)]

@@ -2,3 +2,4 @@
 //! and the web console.
 
 mod metrics;
+mod pages;
