@@ -15,7 +15,7 @@ fn samples<'a>(page: &'a str, family: &str) -> Vec<&'a str> {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.strip_prefix(family))
         .filter_map(|rest| rest.strip_prefix('{'))
-        .filter_map(|rest| rest.split_once('}').map(|(labels, _)| labels))
+        .filter_map(|rest| rest.rsplit_once('}').map(|(labels, _)| labels))
         .collect()
 }
 
