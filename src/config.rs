@@ -11,12 +11,11 @@
 //! | `LOG_FORMAT` | `text` | `json` for one JSON object per line |
 //! | `RUST_LOG` | `info` | tracing filter |
 //! | `WORKER_CONCURRENCY` | 10 | jobs running at once, per queue |
-//! | `WORKER_BATCH_SIZE` | 20 | jobs claimed per fetch, per queue |
-//! | `WORKER_FETCHERS` | 1 | apalis workers per queue, each claiming and acknowledging its own batches (their round trips overlap); they share the concurrency |
-//! | `QUEUE_<KIND>_CONCURRENCY`, `QUEUE_<KIND>_BATCH_SIZE`, `QUEUE_<KIND>_FETCHERS` | - | per-queue overrides (`QUEUE_FETCH_RECORDING_CONCURRENCY`) |
+//! | `WORKER_BATCH_SIZE` | 50 | most jobs claimed at once, per queue (never more than its free slots) |
+//! | `QUEUE_<KIND>_CONCURRENCY`, `QUEUE_<KIND>_BATCH_SIZE` | - | per-queue overrides (`QUEUE_FETCH_RECORDING_CONCURRENCY`) |
 //! | `WORKER_POLL_INTERVAL` | `500ms` | how often idle workers look for scheduled and retried jobs |
 //! | `WORKER_HEARTBEAT` | `5s` | heartbeat; a worker silent for 3 beats is dead and its jobs run elsewhere |
-//! | `SHUTDOWN_GRACE` | `25s` | on SIGTERM, how long running jobs may take to finish |
+//! | `SHUTDOWN_GRACE` | `20s` | on SIGTERM, how long running jobs may take to finish |
 //! | `JOB_RETENTION` | `7d` | finished jobs older than this are pruned |
 //! | `JOB_PRUNE_EVERY` | `10m` | how often pruning runs |
 //! | `OUTBOUND_PROVIDER` | (none: scheduled calls cannot be placed) | `twilio` or `exotel`: who places scheduled outbound calls |
@@ -114,8 +113,7 @@ impl WebConfig {
 pub fn supervisor_from_env<'a>(kinds: impl Iterator<Item = &'a str>) -> anyhow::Result<SupervisorConfig> {
     let defaults = QueueLimits {
         concurrency: parsed("WORKER_CONCURRENCY", 10)?,
-        batch_size: parsed("WORKER_BATCH_SIZE", 20)?,
-        fetchers: parsed("WORKER_FETCHERS", 1)?,
+        batch_size: parsed("WORKER_BATCH_SIZE", 50)?,
     };
     let mut queues = QueueSettings {
         poll_interval: positive_duration("WORKER_POLL_INTERVAL", "500ms")?,
@@ -128,16 +126,15 @@ pub fn supervisor_from_env<'a>(kinds: impl Iterator<Item = &'a str>) -> anyhow::
         let limits = QueueLimits {
             concurrency: parsed(&format!("{prefix}_CONCURRENCY"), defaults.concurrency)?,
             batch_size: parsed(&format!("{prefix}_BATCH_SIZE"), defaults.batch_size)?,
-            fetchers: parsed(&format!("{prefix}_FETCHERS"), defaults.fetchers)?,
         };
-        if limits.concurrency == 0 || limits.batch_size == 0 || limits.fetchers == 0 {
-            anyhow::bail!("{prefix}_CONCURRENCY, {prefix}_BATCH_SIZE and {prefix}_FETCHERS must be at least 1");
+        if limits.concurrency == 0 || limits.batch_size == 0 {
+            anyhow::bail!("{prefix}_CONCURRENCY and {prefix}_BATCH_SIZE must be at least 1");
         }
         queues.per_kind.insert(kind.to_owned(), limits);
     }
     Ok(SupervisorConfig {
         queues,
-        shutdown_grace: duration("SHUTDOWN_GRACE", "25s")?,
+        shutdown_grace: duration("SHUTDOWN_GRACE", "20s")?,
         pruning: PruneSchedule {
             retention: duration("JOB_RETENTION", "7d")?,
             every: positive_duration("JOB_PRUNE_EVERY", "10m")?,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use switchboard_jobs::ports::{Ports, Telephony};
+use switchboard_jobs::queue::QueuePools;
 
 use crate::config::{self, DatabaseConfig, ExotelConfig, TwilioConfig};
 use crate::providers::exotel_rest::ExotelRest;
@@ -14,15 +15,16 @@ pub async fn run(queues: &[String]) -> anyhow::Result<()> {
     let registry = switchboard_jobs::registry();
     let registry = if queues.is_empty() { registry } else { registry.only(queues).map_err(anyhow::Error::msg)? };
     let settings = config::supervisor_from_env(registry.kinds())?;
-    let pool = crate::db::pool(&DatabaseConfig::from_env()?)?;
-    crate::log_metrics::spawn(pool.clone())?;
+    let pools = QueuePools::sharing(&crate::db::pool(&DatabaseConfig::from_env()?)?);
+    tracing::info!(connections = pools.budget(), "worker connection budget");
+    crate::log_metrics::spawn(pools.queue.clone())?;
     let ports = Ports {
         telephony: telephony_from_env()?,
         outbound_line: config::outbound_line_from_env()?,
         ..Ports::default()
     };
     let ports = Arc::new(crate::after_call::with_after_call_ports(ports).await?);
-    switchboard_jobs::queue::run(pool, registry, ports, settings, crate::shutdown::signal()).await;
+    switchboard_jobs::queue::run(pools, registry, ports, settings, crate::shutdown::signal()).await;
     Ok(())
 }
 

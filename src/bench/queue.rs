@@ -26,9 +26,6 @@ pub struct QueueBench {
     /// Jobs claimed per fetch.
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
-    /// apalis workers claiming and acknowledging batches side by side.
-    #[arg(long, default_value_t = 3)]
-    fetchers: usize,
     /// Pickup latency samples.
     #[arg(long, default_value_t = 50)]
     samples: usize,
@@ -50,7 +47,6 @@ struct Figures {
     jobs: usize,
     concurrency: usize,
     batch_size: usize,
-    fetchers: usize,
 }
 
 /// Where running bench jobs report that they started.
@@ -91,11 +87,11 @@ pub async fn run(pool: &PgPool, args: QueueBench) -> anyhow::Result<()> {
     let mut config = crate::config::supervisor_from_env(std::iter::empty())?;
     config.queues.per_kind.insert(
         BenchJob::KIND.to_owned(),
-        QueueLimits { concurrency: args.concurrency, batch_size: args.batch_size, fetchers: args.fetchers },
+        QueueLimits { concurrency: args.concurrency, batch_size: args.batch_size },
     );
     let started_at = Instant::now();
     let supervisor = tokio::spawn(queue::run(
-        pool.clone(),
+        queue::QueuePools::sharing(pool),
         Registry::default().with::<BenchJob>(),
         Arc::new(Ports::default()),
         config,
@@ -135,7 +131,6 @@ pub async fn run(pool: &PgPool, args: QueueBench) -> anyhow::Result<()> {
         jobs: args.jobs,
         concurrency: args.concurrency,
         batch_size: args.batch_size,
-        fetchers: args.fetchers,
     };
     if args.json {
         println!("{}", serde_json::to_string(&figures)?);

@@ -162,7 +162,7 @@ pub async fn run_on(pool: &PgPool, options: &DemoOptions) -> anyhow::Result<Summ
     };
     let (stop_worker, worker_stopped) = oneshot::channel::<()>();
     let worker = tokio::spawn(queue::run(
-        pool.clone(),
+        queue::QueuePools::sharing(pool),
         switchboard_jobs::registry(),
         Arc::new(ports),
         worker_settings(),

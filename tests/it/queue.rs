@@ -265,15 +265,23 @@ async fn an_undecodable_payload_goes_dead_with_a_readable_error_and_the_worker_g
 }
 
 #[sqlx::test(migrations = false)]
-async fn a_payload_that_is_not_json_is_refused_at_insert(pool: PgPool) {
+async fn a_payload_that_is_not_json_goes_dead_with_the_decoding_error(pool: PgPool) {
     setup(&pool).await;
-    let refused = sqlx::query(
+    let workers = Workers::start(&pool, registry(), Ports::default());
+    let bad: String = sqlx::query_scalar(
         "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
-         VALUES ('01KAKZ0000000000000000000C', 'noop', '\\xff00'::bytea, 'Pending', 0, 3, now(), 0)",
+         VALUES ('01KAKZ0000000000000000000C', 'noop', '\\xff00'::bytea, 'Pending', 0, 3, now(), 0) RETURNING id",
     )
-    .execute(&pool)
-    .await;
-    assert!(refused.is_err());
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    wait_for_state(&pool, &bad, "dead").await;
+    let error: String =
+        sqlx::query_scalar("SELECT message FROM job_errors WHERE job_id = $1").bind(&bad).fetch_one(&pool).await.unwrap();
+    assert!(error.starts_with("undecodable payload for noop"), "{error}");
+    let good = enqueue(&pool, &Noop::default()).await;
+    wait_for_state(&pool, &good, "done").await;
+    workers.stop().await;
 }
 
 #[sqlx::test(migrations = false)]

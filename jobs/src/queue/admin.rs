@@ -303,3 +303,31 @@ pub async fn workers(pool: &PgPool, window: Duration) -> Result<Vec<WorkerInfo>,
     .fetch_all(pool)
     .await
 }
+
+/// Pauses `kind`: its jobs wait, none is claimed, until [`resume`]. Jobs
+/// already running finish. Returns false if it was paused already.
+pub async fn pause(pool: &PgPool, kind: &str) -> Result<bool, sqlx::Error> {
+    let paused = sqlx::query("INSERT INTO paused_kinds (kind) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(kind)
+        .execute(pool)
+        .await?;
+    Ok(paused.rows_affected() == 1)
+}
+
+/// Resumes `kind` and wakes its workers. Returns false if it was not paused.
+pub async fn resume(pool: &PgPool, kind: &str) -> Result<bool, sqlx::Error> {
+    let resumed: Option<String> = sqlx::query_scalar(
+        "WITH resumed AS (DELETE FROM paused_kinds WHERE kind = $1 RETURNING kind)
+         SELECT kind FROM resumed, LATERAL (SELECT pg_notify('apalis::job::insert',
+             json_build_object('job_type', kind)::text)) woken",
+    )
+    .bind(kind)
+    .fetch_optional(pool)
+    .await?;
+    Ok(resumed.is_some())
+}
+
+/// The paused kinds, with when each was paused.
+pub async fn paused(pool: &PgPool) -> Result<Vec<(String, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as("SELECT kind, paused_at FROM paused_kinds ORDER BY kind").fetch_all(pool).await
+}

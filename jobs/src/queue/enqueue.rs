@@ -1,10 +1,12 @@
 //! Enqueueing typed jobs on the caller's connection or transaction, so a row
-//! and the job about it commit or roll back together.
+//! and the job about it commit or roll back together. A job due now wakes a
+//! worker of its kind from the same statement (NOTIFY is delivered at commit).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::Job;
+use super::wakeup::{after_waking, wake_kinds_in};
 
 /// Options beyond "run this now".
 #[derive(Debug, Clone, Default)]
@@ -37,12 +39,17 @@ pub async fn enqueue_with<J: Job>(
 ) -> Result<Option<String>, sqlx::Error> {
     let payload = serde_json::to_vec(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let id = ulid::Ulid::new().to_string();
-    sqlx::query_scalar(
-        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key)
-         VALUES ($1, $2, $3, 'Pending', 0, $4, COALESCE($5, now()), 0, $6)
-         ON CONFLICT (job_type, idempotency_key) DO NOTHING
-         RETURNING id",
-    )
+    sqlx::query_scalar(concat!(
+        "WITH released AS (
+            INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key)
+            VALUES ($1, $2, $3, 'Pending', 0, $4, COALESCE($5, now()), 0, $6)
+            ON CONFLICT (job_type, idempotency_key) DO NOTHING
+            RETURNING id, job_type, run_at),
+         due AS (SELECT job_type FROM released WHERE run_at <= clock_timestamp())",
+        wake_kinds_in!("due"),
+        " SELECT id FROM released WHERE ",
+        after_waking!()
+    ))
     .bind(&id)
     .bind(J::KIND)
     .bind(payload)
@@ -61,15 +68,21 @@ pub async fn enqueue_many<J: Job>(conn: &mut PgConnection, jobs: &[J]) -> Result
         ids.push(ulid::Ulid::new().to_string());
         payloads.push(serde_json::to_vec(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
     }
-    let done = sqlx::query(
-        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
-         SELECT id, $2, job, 'Pending', 0, $4, now(), 0 FROM unnest($1::text[], $3::bytea[]) AS t(id, job)",
-    )
+    let inserted: i64 = sqlx::query_scalar(concat!(
+        "WITH released AS (
+            INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority)
+            SELECT id, $2, job, 'Pending', 0, $4, now(), 0 FROM unnest($1::text[], $3::bytea[]) AS t(id, job)
+            RETURNING id, job_type),
+         due AS (SELECT job_type FROM released LIMIT 1)",
+        wake_kinds_in!("due"),
+        " SELECT count(*) FROM released WHERE ",
+        after_waking!()
+    ))
     .bind(&ids)
     .bind(J::KIND)
     .bind(&payloads)
     .bind(J::policy().max_attempts as i32)
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(done.rows_affected())
+    Ok(inserted as u64)
 }

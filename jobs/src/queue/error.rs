@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 #[derive(Debug)]
 pub enum JobError {
     /// Try again after the kind's backoff, or after `retry_after` when the
-    /// other side told us how long to wait (HTTP `Retry-After`).
+    /// other side told us how long to wait (HTTP `Retry-After`): such waits
+    /// are not attempts, up to the kind's `max_throttled_wait`.
     Retry { message: String, retry_after: Option<Duration> },
     /// Retrying cannot help (bad payload, a 4xx the caller must fix): dead now.
     Permanent { message: String },
@@ -58,10 +59,18 @@ impl fmt::Display for JobError {
 
 impl std::error::Error for JobError {}
 
-/// A database error is assumed to be transient: the job is retried.
+/// How long a job waits when the handlers' pool had no connection for it.
+const POOL_BUSY_WAIT: Duration = Duration::from_secs(2);
+
+/// A database error is assumed to be transient: the job is retried. A pool
+/// that had no free connection in time is our own rate limit: the job waits
+/// a moment, not counted as an attempt (see `RetryPolicy::max_throttled_wait`).
 impl From<sqlx::Error> for JobError {
     fn from(error: sqlx::Error) -> Self {
-        Self::retry(format!("database: {error}"))
+        match error {
+            sqlx::Error::PoolTimedOut => Self::retry_after("database pool busy", POOL_BUSY_WAIT),
+            error => Self::retry(format!("database: {error}")),
+        }
     }
 }
 

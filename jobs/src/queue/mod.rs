@@ -1,18 +1,23 @@
-//! Our job queue: apalis-postgres underneath, with what it lacks on top —
-//! enqueue inside the caller's transaction, durable backoff and dead jobs,
-//! snooze, prompt pickup, unique worker names and restarts, pruning, and the
-//! operator queries behind `switchboard jobs`.
+//! Our job queue on apalis and apalis-postgres's schema: enqueue inside the
+//! caller's transaction; claims fenced by a token and sized to free slots;
+//! liveness independent of apalis's poll loop; one statement per batch of
+//! outcomes (durable backoff, dead jobs, snooze, rate limits); prompt
+//! pickup; pruning; and the operator queries behind `switchboard jobs`.
+//! The design is in docs/queue.md.
 
 pub mod admin;
+mod claim;
 mod enqueue;
 mod error;
+mod fetcher;
 mod job;
+mod liveness;
 mod names;
+mod outcome;
 mod policy;
 pub mod prune;
 mod registry;
 mod service;
-mod settle;
 mod supervisor;
 mod wakeup;
 
@@ -21,4 +26,4 @@ pub use error::{JobError, ResultExt};
 pub use job::{Job, JobContext};
 pub use policy::RetryPolicy;
 pub use registry::{QueueLimits, QueueSettings, Registry};
-pub use supervisor::{SupervisorConfig, run};
+pub use supervisor::{QUEUE_POOL_CONNECTIONS, QueuePools, SupervisorConfig, queue_pool, run};

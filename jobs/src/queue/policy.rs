@@ -6,7 +6,8 @@ use std::time::Duration;
 use backoff::backoff::Backoff;
 
 /// How a job kind is retried: exponential backoff with jitter, capped, up to
-/// `max_attempts` runs in all, each bounded by `timeout`.
+/// `max_attempts` runs in all, each bounded by `timeout`; waits the other side
+/// asked for are not attempts, up to `max_throttled_wait`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
@@ -16,6 +17,10 @@ pub struct RetryPolicy {
     /// 0.0 = none; 0.2 = each delay lands anywhere in +-20% of its nominal value.
     pub jitter: f64,
     pub timeout: Duration,
+    /// How long a job may wait in all on the other side's `Retry-After` (a
+    /// 429 or 503 naming a time) without those waits counting as attempts;
+    /// past it, each such failure counts like any other.
+    pub max_throttled_wait: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -27,6 +32,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(3600),
             jitter: 0.2,
             timeout: Duration::from_secs(300),
+            max_throttled_wait: Duration::from_secs(3600),
         }
     }
 }

@@ -1,105 +1,96 @@
-//! The tower service apalis calls for one job kind: decode the payload, run the
-//! handler in a span with a timeout and a panic guard, then settle the outcome.
+//! The tower service apalis calls for one job kind: decode the payload, run
+//! the handler in a span with a timeout and a panic guard, then hand its
+//! verdict to the outbox, which stores it and releases the claim.
 
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use apalis_core::error::BoxDynError;
 use apalis_core::task::Task;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 use tracing::Instrument;
 
-use super::settle::{self, Settled};
-use super::{Job, JobContext, JobError, RetryPolicy};
-use crate::phone;
+use super::claim::Claim;
+use super::fetcher::Running;
+use super::outcome::{self, Outbox, Outcome, Verdict};
+use super::{Job, JobContext, JobError};
 use crate::ports::Ports;
+
+/// The longest error message kept: a provider's page-long answer is cut here.
+const MAX_MESSAGE_CHARS: usize = 2_000;
 
 pub(crate) struct JobService<J> {
     pool: PgPool,
     ports: Arc<Ports>,
-    worker: Arc<str>,
+    outbox: Outbox,
+    running: Running,
     kind: PhantomData<fn() -> J>,
 }
 
 impl<J> JobService<J> {
-    pub(crate) fn new(pool: PgPool, ports: Arc<Ports>, worker: &str) -> Self {
-        Self { pool, ports, worker: worker.into(), kind: PhantomData }
+    pub(crate) fn new(pool: PgPool, ports: Arc<Ports>, outbox: Outbox, running: Running) -> Self {
+        Self { pool, ports, outbox, running, kind: PhantomData }
     }
 }
 
 impl<J> Clone for JobService<J> {
     fn clone(&self) -> Self {
-        Self { pool: self.pool.clone(), ports: self.ports.clone(), worker: self.worker.clone(), kind: PhantomData }
+        Self {
+            pool: self.pool.clone(),
+            ports: self.ports.clone(),
+            outbox: self.outbox.clone(),
+            running: self.running.clone(),
+            kind: PhantomData,
+        }
     }
 }
 
-impl<J: Job> apalis_core::layers::Service<Task<serde_json::Value>> for JobService<J> {
+impl<J: Job> apalis_core::layers::Service<Task<Vec<u8>>> for JobService<J> {
     type Response = ();
-    type Error = BoxDynError;
-    type Future = BoxFuture<'static, Result<(), BoxDynError>>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<'static, Result<(), Self::Error>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, task: Task<serde_json::Value>) -> Self::Future {
+    fn call(&mut self, task: Task<Vec<u8>>) -> Self::Future {
+        let running = self.running.start();
         let this = self.clone();
-        let job_id = task.ctx().task_id().map(ToString::to_string).unwrap_or_default();
-        let span = tracing::info_span!("job", job.kind = J::KIND, job.id = %job_id, attempt = tracing::field::Empty);
+        let claim = task.data().get::<Claim>().cloned().expect("the fetcher attaches its claim to every task");
+        let span = tracing::info_span!("job", job.kind = J::KIND, job.id = %claim.job_id, attempt = claim.attempt);
         async move {
-            // apalis counts the run when our future is first polled, so read it here.
-            let attempt = task.ctx().attempt() as u32;
-            let max_attempts = task.ctx().max_attempts().map_or(J::policy().max_attempts, |m| m as u32);
-            tracing::Span::current().record("attempt", attempt);
-            let ctx = JobContext { pool: this.pool.clone(), ports: this.ports.clone(), job_id, attempt, max_attempts };
-            let outcome = match serde_json::from_value::<J>(task.args) {
-                Ok(job) => run_guarded(job, ctx.clone()).await,
+            let ctx = JobContext {
+                pool: this.pool.clone(),
+                ports: this.ports.clone(),
+                job_id: claim.job_id.clone(),
+                attempt: claim.attempt as u32,
+                max_attempts: claim.max_attempts as u32,
+            };
+            let result = match serde_json::from_slice::<J>(&task.args) {
+                Ok(job) => run_guarded(job, ctx).await,
                 Err(e) => Err(JobError::permanent(format!("undecodable payload for {}: {e}", J::KIND))),
             };
-            match outcome {
-                Ok(()) => Ok(()),
-                Err(error) => Err(this.settle(&ctx, error).await),
+            let verdict = outcome::decide(&J::policy(), &claim, &result);
+            let message = result.err().map(|error| storable(error.message()));
+            if verdict != Verdict::Done {
+                tracing::debug!(error = message.as_deref().map(crate::phone::mask_in_text), "run failed");
             }
+            this.outbox.push(Outcome { claim, verdict, message });
+            drop(running);
+            Ok(())
         }
         .instrument(span)
         .boxed()
     }
 }
 
-impl<J: Job> JobService<J> {
-    /// Stores what happens next and returns the error for apalis to report.
-    async fn settle(&self, ctx: &JobContext, error: JobError) -> BoxDynError {
-        let decision = decide(&J::policy(), ctx, &error);
-        let stored =
-            settle::record(&self.pool, &ctx.job_id, &self.worker, ctx.attempt, &decision, error.message()).await;
-        // Handlers quote the other side's messages, which may name a number.
-        let logged = phone::mask_in_text(&error.to_string());
-        match (&stored, &decision) {
-            (Err(db), _) => {
-                tracing::error!(error = logged, db_error = %db, "could not record the job's failure; apalis will retry it")
-            }
-            (Ok(()), Settled::RetryIn(delay)) => {
-                tracing::warn!(error = logged, retry_in_s = delay.as_secs_f64(), "job failed, will retry")
-            }
-            (Ok(()), Settled::Dead) => tracing::error!(error = logged, "job is dead"),
-            (Ok(()), Settled::Snoozed(until)) => tracing::info!(%until, reason = logged, "job snoozed"),
-        }
-        Box::new(error)
-    }
-}
-
-/// The policy's verdict on a failed run.
-pub(crate) fn decide(policy: &RetryPolicy, ctx: &JobContext, error: &JobError) -> Settled {
-    match error {
-        JobError::Snooze { until, .. } => Settled::Snoozed(*until),
-        JobError::Permanent { .. } => Settled::Dead,
-        JobError::Retry { .. } if ctx.is_last_attempt() => Settled::Dead,
-        JobError::Retry { retry_after, .. } => Settled::RetryIn(policy.delay_honouring(ctx.attempt, *retry_after)),
-    }
+/// An error message PostgreSQL can store: no NUL, bounded length.
+fn storable(message: &str) -> String {
+    message.chars().take(MAX_MESSAGE_CHARS).map(|c| if c == '\0' { '\u{FFFD}' } else { c }).collect()
 }
 
 async fn run_guarded<J: Job>(job: J, ctx: JobContext) -> Result<(), JobError> {
@@ -118,4 +109,17 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> &str {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("non-string panic payload")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::storable;
+
+    #[test]
+    fn a_stored_message_has_no_nul_and_a_bounded_length() {
+        let message = format!("bad\0byte {}", "x".repeat(10_000));
+        let stored = storable(&message);
+        assert!(!stored.contains('\0'));
+        assert_eq!(stored.chars().count(), super::MAX_MESSAGE_CHARS);
+    }
 }

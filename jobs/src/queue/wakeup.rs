@@ -1,127 +1,134 @@
-//! Prompt pickup: one LISTEN connection per process turns apalis's insert
-//! NOTIFY into a wakeup for the worker of that kind, and a poll interval wakes
-//! every worker anyway, for scheduled and retried jobs (which never notify).
+//! Prompt pickup: a NOTIFY for every job that becomes due now, one LISTEN
+//! connection per process turning it into a wakeup for that kind's fetcher,
+//! and a poll interval for jobs that become due by the clock (scheduled,
+//! retried, snoozed).
+//!
+//! A wakeup is a stored permit (`tokio::sync::Notify::notify_one`), never
+//! lost: one that arrives while the fetcher is busy or mid-claim makes it
+//! claim again as soon as it has a free slot.
 
 use std::collections::HashMap;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use backoff::backoff::Backoff;
-use futures::Stream;
 use serde::Deserialize;
-use sqlx::PgPool;
-use sqlx::postgres::PgListener;
-use tokio::sync::mpsc;
+use sqlx::postgres::{PgConnectOptions, PgListener};
+use tokio::sync::Notify;
 
-const CHANNEL: &str = "apalis::job::insert";
+/// The channel apalis's own insert trigger used; we keep its name and payload
+/// shape (`{"job_type": ...}`), so apalis's tools still understand it.
+pub(crate) const CHANNEL: &str = "apalis::job::insert";
 
-/// The running fetchers' wakeup channels: by kind, then by fetcher number.
-type Senders = HashMap<String, Vec<mpsc::Sender<()>>>;
+/// A CTE `woken` that sends one NOTIFY per kind found in the CTE `$cte`
+/// (which has a `job_type` column). The statement must reference `woken`,
+/// through [`after_waking!`], or the planner skips it.
+macro_rules! wake_kinds_in {
+    ($cte:literal) => {
+        concat!(
+            ", woken AS (
+                SELECT pg_notify('apalis::job::insert', json_build_object('job_type', job_type)::text)
+                FROM (SELECT DISTINCT job_type FROM ",
+            $cte,
+            ") kinds)"
+        )
+    };
+}
+pub(crate) use wake_kinds_in;
 
-/// The wakeup senders of the workers currently running.
+/// A condition that is always true and makes the planner run `woken` once.
+macro_rules! after_waking {
+    () => {
+        "(SELECT count(*) FROM woken) >= 0"
+    };
+}
+pub(crate) use after_waking;
+
+/// Ends a statement whose CTE `released(id, job_type)` made jobs due now:
+/// one NOTIFY per kind, then the ids.
+macro_rules! notify_released {
+    () => {
+        concat!(
+            $crate::queue::wakeup::wake_kinds_in!("released"),
+            " SELECT id FROM released WHERE ",
+            $crate::queue::wakeup::after_waking!()
+        )
+    };
+}
+pub(crate) use notify_released;
+
+/// Every kind's wakeup, by kind name.
 #[derive(Clone, Default)]
 pub struct Wakeups {
-    senders: Arc<Mutex<Senders>>,
-    /// Where the next insert's wakeup starts looking, so fetchers take turns.
-    turn: Arc<AtomicUsize>,
+    by_kind: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
 }
 
 impl Wakeups {
-    /// A wakeup stream for fetcher `fetcher` of `kind`, replacing any earlier one.
-    pub fn subscribe(&self, kind: &str, fetcher: usize, poll_interval: Duration) -> WakeupStream {
-        let (tx, rx) = mpsc::channel(1);
-        let mut senders = self.senders.lock().expect("wakeups lock");
-        let fetchers = senders.entry(kind.to_owned()).or_default();
-        if fetchers.len() <= fetcher {
-            // Fetchers subscribe in any order: a lower one not yet here is woken
-            // through this channel meanwhile, which only wakes this fetcher.
-            fetchers.resize(fetcher + 1, tx.clone());
-        }
-        fetchers[fetcher] = tx;
-        let mut tick = tokio::time::interval(poll_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        WakeupStream { rx, tick }
+    /// The wakeup of `kind`'s fetcher in this process.
+    pub(crate) fn of(&self, kind: &str) -> Arc<Notify> {
+        self.by_kind.lock().expect("wakeups lock").entry(kind.to_owned()).or_default().clone()
     }
 
-    /// Wake one fetcher of `kind` for an inserted job, taking turns: the first
-    /// with no wakeup pending. Waking them all would send every fetcher to
-    /// claim the one job, and they would queue up behind each other's locks.
-    /// When each has a wakeup pending already, those absorb this one.
-    pub fn wake(&self, kind: &str) {
-        let senders = self.senders.lock().expect("wakeups lock");
-        let Some(fetchers) = senders.get(kind).filter(|f| !f.is_empty()) else { return };
-        let first = self.turn.fetch_add(1, Ordering::Relaxed) % fetchers.len();
-        let rotated = fetchers[first..].iter().chain(&fetchers[..first]);
-        for tx in rotated {
-            if tx.try_send(()).is_ok() {
-                return;
-            }
+    fn wake(&self, kind: &str) {
+        if let Some(notify) = self.by_kind.lock().expect("wakeups lock").get(kind) {
+            notify.notify_one();
         }
     }
 
     fn wake_all(&self) {
-        for tx in self.senders.lock().expect("wakeups lock").values().flatten() {
-            let _ = tx.try_send(());
+        for notify in self.by_kind.lock().expect("wakeups lock").values() {
+            notify.notify_one();
         }
     }
 
-    /// Listens until the task is dropped, reconnecting with backoff when the
-    /// connection is lost (and waking everyone after, in case we missed a NOTIFY).
-    pub async fn listen(self, pool: PgPool) {
+    /// Listens on a connection of its own until the task is dropped,
+    /// reconnecting with backoff when it is lost, and waking every fetcher
+    /// after each (re)connection, in case a NOTIFY was missed meanwhile.
+    pub async fn listen(self, options: PgConnectOptions) {
         let mut retry = backoff::ExponentialBackoff {
             max_elapsed_time: None,
             max_interval: Duration::from_secs(10),
             ..Default::default()
         };
         loop {
-            match self.listen_once(&pool, &mut retry).await {
-                Ok(()) => return,
-                Err(e) => {
-                    let wait = retry.next_backoff().unwrap_or(Duration::from_secs(10));
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "job listener lost its connection");
-                    tokio::time::sleep(wait).await;
-                }
-            }
+            let error = self.listen_once(&options, &mut retry).await;
+            let wait = retry.next_backoff().unwrap_or(Duration::from_secs(10));
+            tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "job listener lost its connection");
+            tokio::time::sleep(wait).await;
         }
     }
 
-    async fn listen_once(&self, pool: &PgPool, retry: &mut backoff::ExponentialBackoff) -> Result<(), sqlx::Error> {
-        let mut listener = PgListener::connect_with(pool).await?;
-        listener.ignore_pool_close_event(false);
-        listener.listen(CHANNEL).await?;
+    async fn listen_once(&self, options: &PgConnectOptions, retry: &mut backoff::ExponentialBackoff) -> sqlx::Error {
+        // A pool of one, just for this listener: its connection is its own,
+        // never taken from the handlers' pool.
+        let own = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(options.clone());
+        let mut listener = match PgListener::connect_with(&own).await {
+            Ok(listener) => listener,
+            Err(e) => return e,
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            return e;
+        }
         retry.reset();
         self.wake_all();
         loop {
-            let Some(notification) = listener.try_recv().await? else {
-                return Err(sqlx::Error::PoolClosed);
-            };
             #[derive(Deserialize)]
-            struct Inserted<'a> {
+            struct Due<'a> {
                 job_type: &'a str,
             }
-            if let Ok(inserted) = serde_json::from_str::<Inserted>(notification.payload()) {
-                self.wake(inserted.job_type);
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    if let Ok(due) = serde_json::from_str::<Due>(notification.payload()) {
+                        self.wake(due.job_type);
+                    }
+                }
+                Ok(None) => return sqlx::Error::PoolClosed,
+                Err(e) => return e,
             }
         }
-    }
-}
-
-/// Yields when a job of this kind was inserted or the poll interval elapsed.
-pub struct WakeupStream {
-    rx: mpsc::Receiver<()>,
-    tick: tokio::time::Interval,
-}
-
-impl Stream for WakeupStream {
-    type Item = ();
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<()>> {
-        if let Poll::Ready(Some(())) = self.rx.poll_recv(cx) {
-            return Poll::Ready(Some(()));
-        }
-        self.tick.poll_tick(cx).map(|_| Some(()))
     }
 }

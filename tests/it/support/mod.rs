@@ -76,7 +76,7 @@ pub struct Workers {
 impl Workers {
     pub fn start(pool: &PgPool, registry: Registry, ports: Ports) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(queue::run(pool.clone(), registry, Arc::new(ports), fast_settings(), async {
+        let handle = tokio::spawn(queue::run(queue::QueuePools::sharing(pool), registry, Arc::new(ports), fast_settings(), async {
             let _ = stopped.await;
         }));
         Self { stop: Some(stop), handle }
