@@ -111,10 +111,8 @@ impl WebConfig {
 
 /// The worker process's settings for `kinds` (per-queue overrides included).
 pub fn supervisor_from_env<'a>(kinds: impl Iterator<Item = &'a str>) -> anyhow::Result<SupervisorConfig> {
-    let defaults = QueueLimits {
-        concurrency: parsed("WORKER_CONCURRENCY", 10)?,
-        batch_size: parsed("WORKER_BATCH_SIZE", 50)?,
-    };
+    let defaults =
+        QueueLimits { concurrency: parsed("WORKER_CONCURRENCY", 10)?, batch_size: parsed("WORKER_BATCH_SIZE", 50)? };
     let mut queues = QueueSettings {
         poll_interval: positive_duration("WORKER_POLL_INTERVAL", "500ms")?,
         heartbeat_interval: positive_duration("WORKER_HEARTBEAT", "5s")?,

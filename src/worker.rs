@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use switchboard_jobs::ports::{Ports, Telephony};
+use switchboard_jobs::probe::{self, Probe};
 use switchboard_jobs::queue::QueuePools;
 
 use crate::config::{self, DatabaseConfig, ExotelConfig, TwilioConfig};
@@ -13,6 +14,8 @@ use crate::providers::twilio_rest::TwilioRest;
 
 pub async fn run(queues: &[String]) -> anyhow::Result<()> {
     let registry = switchboard_jobs::registry();
+    let registry =
+        if config::var(probe::ENABLE_VAR).as_deref() == Some("1") { registry.with::<Probe>() } else { registry };
     let registry = if queues.is_empty() { registry } else { registry.only(queues).map_err(anyhow::Error::msg)? };
     let settings = config::supervisor_from_env(registry.kinds())?;
     let pools = QueuePools::sharing(&crate::db::pool(&DatabaseConfig::from_env()?)?);

@@ -10,6 +10,7 @@ pub mod outbound;
 pub mod phone;
 pub mod pipeline;
 pub mod ports;
+pub mod probe;
 pub mod queue;
 pub mod release_silent_agent;
 pub mod retry_scheduled_call;

@@ -85,10 +85,10 @@ pub async fn run(pool: &PgPool, args: QueueBench) -> anyhow::Result<()> {
     eprintln!("processing {} jobs (concurrency {}, batch {})...", args.jobs, args.concurrency, args.batch_size);
     let (stop, stopped) = oneshot::channel::<()>();
     let mut config = crate::config::supervisor_from_env(std::iter::empty())?;
-    config.queues.per_kind.insert(
-        BenchJob::KIND.to_owned(),
-        QueueLimits { concurrency: args.concurrency, batch_size: args.batch_size },
-    );
+    config
+        .queues
+        .per_kind
+        .insert(BenchJob::KIND.to_owned(), QueueLimits { concurrency: args.concurrency, batch_size: args.batch_size });
     let started_at = Instant::now();
     let supervisor = tokio::spawn(queue::run(
         queue::QueuePools::sharing(pool),

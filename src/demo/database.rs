@@ -44,7 +44,7 @@ pub fn without_password(database_url: &str) -> String {
 /// The tables the demo writes, emptied together (their jobs and job errors too).
 const DEMO_TABLES: &str = "lead_calls, leads, insights, transcripts, recordings, webhook_events, calls, \
 ivr_options, ivr_menus, agents, departments, scheduled_call_attempts, scheduled_calls, calling_policies, \
-job_settlements, job_errors, apalis.jobs";
+paused_kinds, job_errors, apalis.jobs";
 
 /// What the demo writes on a database it has reset, so the next run may reset it again.
 const MARKER: &str = "switchboard demo";

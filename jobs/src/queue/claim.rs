@@ -18,7 +18,6 @@ use sqlx::PgPool;
 
 use super::wakeup::notify_released;
 
-
 /// One claimed run of a job.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Claim {

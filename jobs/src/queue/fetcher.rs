@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use apalis_core::backend::finalize::Ephemeral;
 use apalis_core::backend::{Backend, BackendConfig};
+use apalis_core::layers::Identity;
 use apalis_core::task::Task;
 use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::task_id::TaskId;
@@ -23,7 +24,6 @@ use backoff::backoff::Backoff;
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 use tokio::sync::{Notify, futures::OwnedNotified};
-use apalis_core::layers::Identity;
 
 use super::claim::{self, Claim, Held};
 
@@ -201,7 +201,9 @@ impl Backend for Fetcher {
                 match claim::hand_back_unstarted(&pool, &claims).await {
                     Ok(n) if n > 0 => tracing::info!(jobs = n, "handed back jobs claimed but not started"),
                     Ok(_) => {}
-                    Err(error) => tracing::warn!(%error, "could not hand back unstarted jobs; the worker's last hand-back will"),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not hand back unstarted jobs; the worker's last hand-back will")
+                    }
                 }
                 for claim in &claims {
                     held.release(claim);

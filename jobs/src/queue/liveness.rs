@@ -43,19 +43,28 @@ async fn beat(pool: &PgPool, names: &Names) -> Result<(), sqlx::Error> {
 }
 
 /// Beats every `heartbeat` until dropped, recovering orphans and lost rows on each beat.
+///
+/// Orphans are recovered only once this process's own beats have succeeded
+/// for `dead_after` in a row: right after a database outage every worker
+/// looks silent, and none should take the others' running jobs for orphans.
 pub(crate) async fn run(pool: PgPool, names: Names, held: Held, heartbeat: Duration, dead_after: Duration) {
     let mut tick = tokio::time::interval(heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beating_since: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
         if let Err(error) = beat(&pool, &names).await {
             tracing::warn!(%error, "heartbeat failed; will beat again");
+            beating_since = None;
             continue;
         }
-        match recover_orphans(&pool, dead_after).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(jobs = n, "recovered jobs of workers that stopped beating"),
-            Err(error) => tracing::warn!(%error, "orphan recovery failed; will try again"),
+        let beating_since = *beating_since.get_or_insert_with(tokio::time::Instant::now);
+        if beating_since.elapsed() >= dead_after {
+            match recover_orphans(&pool, dead_after).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(jobs = n, "recovered jobs of workers that stopped beating"),
+                Err(error) => tracing::warn!(%error, "orphan recovery failed; will try again"),
+            }
         }
         match give_back_lost(&pool, &names, &held, heartbeat).await {
             Ok(0) => {}

@@ -9,6 +9,8 @@ pub mod admin;
 mod claim;
 mod enqueue;
 mod error;
+#[cfg(test)]
+mod fencing_tests;
 mod fetcher;
 mod job;
 mod liveness;

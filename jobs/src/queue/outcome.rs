@@ -66,7 +66,9 @@ pub(crate) fn decide(policy: &RetryPolicy, claim: &Claim, result: &Result<(), Jo
             Verdict::Throttled(*wait)
         }
         Err(JobError::Retry { .. }) if last_attempt => Verdict::Dead,
-        Err(JobError::Retry { retry_after, .. }) => Verdict::Retry(policy.delay_honouring(claim.attempt as u32, *retry_after)),
+        Err(JobError::Retry { retry_after, .. }) => {
+            Verdict::Retry(policy.delay_honouring(claim.attempt as u32, *retry_after))
+        }
     }
 }
 
@@ -219,7 +221,11 @@ fn report(outcomes: &[Outcome], stored: &[String]) {
         // Handlers quote the other side's messages, which may name a number.
         let error = message.as_deref().map(phone::mask_in_text).unwrap_or_default();
         if !stored.contains(claim.job_id.as_str()) {
-            tracing::warn!(verdict = verdict.name(), error, "claim lost before the outcome was stored; the newer claim decides");
+            tracing::warn!(
+                verdict = verdict.name(),
+                error,
+                "claim lost before the outcome was stored; the newer claim decides"
+            );
             continue;
         }
         match verdict {
@@ -228,7 +234,11 @@ fn report(outcomes: &[Outcome], stored: &[String]) {
             Verdict::Dead => tracing::error!(error, "job is dead"),
             Verdict::Snoozed(until) => tracing::info!(%until, reason = error, "job snoozed"),
             Verdict::Throttled(delay) => {
-                tracing::info!(wait_s = delay.as_secs_f64(), reason = error, "job rate-limited; waiting, not an attempt")
+                tracing::info!(
+                    wait_s = delay.as_secs_f64(),
+                    reason = error,
+                    "job rate-limited; waiting, not an attempt"
+                )
             }
         }
     }

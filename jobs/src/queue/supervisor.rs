@@ -155,8 +155,11 @@ async fn run_generation(
     let _liveness =
         liveness::spawn(pools.queue.clone(), names.clone(), setup.held.clone(), heartbeat, config.queues.dead_after());
     let outcomes_done = Arc::new(Notify::new());
-    let storer =
-        tokio::spawn(setup.outbox.clone().store_until_stopped(pools.queue.clone(), setup.held.clone(), outcomes_done.clone()));
+    let storer = tokio::spawn(setup.outbox.clone().store_until_stopped(
+        pools.queue.clone(),
+        setup.held.clone(),
+        outcomes_done.clone(),
+    ));
 
     let worker_died = Arc::new(Notify::new());
     let monitor = registry.monitor(&setup, Monitor::new()).shutdown_timeout(config.shutdown_grace).should_restart({

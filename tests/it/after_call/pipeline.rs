@@ -174,7 +174,7 @@ async fn openai_down_then_back_is_retried_with_backoff_and_completes(pool: PgPoo
 }
 
 #[sqlx::test(migrations = false)]
-async fn a_429_with_retry_after_7_schedules_the_retry_7_seconds_out(pool: PgPool) {
+async fn a_429_with_retry_after_7_waits_7_seconds_without_spending_an_attempt(pool: PgPool) {
     crate::support::migrate(&pool).await;
     let world = World::start(&pool).await;
     let limited =
@@ -183,11 +183,18 @@ async fn a_429_with_retry_after_7_schedules_the_retry_7_seconds_out(pool: PgPool
 
     announce(&pool, &world.fakes, "CA0003", 95, CUSTOMER).await;
     let errors = wait_for_errors(&pool, "transcribe", 1).await;
-    assert_eq!(errors[0].0, "retry");
+    assert_eq!(errors[0].0, "throttled");
     assert!(errors[0].1.contains("rate_limit_exceeded"), "{errors:?}");
-    assert_eq!(retry_delay_seconds(&pool, "transcribe").await, 7.0);
+    let (wait, attempts): (f64, i32) = sqlx::query_as(
+        "SELECT EXTRACT(EPOCH FROM j.run_at - e.at)::float8, j.attempts FROM apalis.jobs j
+         JOIN job_errors e ON e.job_id = j.id WHERE j.job_type = 'transcribe'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((wait, attempts), (7.0, 0));
 
-    make_retries_due(&pool, "transcribe").await;
+    sqlx::query("UPDATE apalis.jobs SET run_at = now() WHERE job_type = 'transcribe'").execute(&pool).await.unwrap();
     wait_for_count(&pool, "leads", 1).await;
     world.workers.stop().await;
 }

@@ -75,8 +75,13 @@ pub struct Workers {
 
 impl Workers {
     pub fn start(pool: &PgPool, registry: Registry, ports: Ports) -> Self {
+        Self::start_with_pools(queue::QueuePools::sharing(pool), registry, ports)
+    }
+
+    /// Workers on pools the test built (a tiny queue pool, no LISTEN...).
+    pub fn start_with_pools(pools: queue::QueuePools, registry: Registry, ports: Ports) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(queue::run(queue::QueuePools::sharing(pool), registry, Arc::new(ports), fast_settings(), async {
+        let handle = tokio::spawn(queue::run(pools, registry, Arc::new(ports), fast_settings(), async {
             let _ = stopped.await;
         }));
         Self { stop: Some(stop), handle }

@@ -1,5 +1,10 @@
 //! The queue's contract: transactional enqueue, durable backoff, dead jobs and
-//! replay, snooze, undecodable payloads, and surviving the database going away.
+//! replay, snooze, rate limits, undecodable payloads, and surviving lost
+//! connections; its promises under real processes and a restarting database
+//! in the submodules.
+
+mod database_restart;
+mod processes;
 
 use std::time::Duration;
 
@@ -49,7 +54,8 @@ impl Job for Flaky {
 /// Counts one more run of the job with `key`; returns how many so far.
 async fn count_run(pool: &PgPool, key: &str) -> Result<i32, sqlx::Error> {
     sqlx::query_scalar(
-        "INSERT INTO runs (key, n) VALUES ($1, 1) ON CONFLICT (key) DO UPDATE SET n = runs.n + 1 RETURNING n",
+        "WITH logged AS (INSERT INTO run_log (key) VALUES ($1))
+         INSERT INTO runs (key, n) VALUES ($1, 1) ON CONFLICT (key) DO UPDATE SET n = runs.n + 1 RETURNING n",
     )
     .bind(key)
     .fetch_one(pool)
@@ -80,7 +86,8 @@ impl Job for SnoozeOnce {
 async fn setup(pool: &PgPool) {
     migrate(pool).await;
     sqlx::raw_sql(
-        "CREATE TABLE runs (key text PRIMARY KEY, n int NOT NULL); CREATE TABLE fixed (key text PRIMARY KEY);",
+        "CREATE TABLE runs (key text PRIMARY KEY, n int NOT NULL); CREATE TABLE fixed (key text PRIMARY KEY);
+         CREATE TABLE run_log (key text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp());",
     )
     .execute(pool)
     .await
@@ -276,8 +283,11 @@ async fn a_payload_that_is_not_json_goes_dead_with_the_decoding_error(pool: PgPo
     .await
     .unwrap();
     wait_for_state(&pool, &bad, "dead").await;
-    let error: String =
-        sqlx::query_scalar("SELECT message FROM job_errors WHERE job_id = $1").bind(&bad).fetch_one(&pool).await.unwrap();
+    let error: String = sqlx::query_scalar("SELECT message FROM job_errors WHERE job_id = $1")
+        .bind(&bad)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert!(error.starts_with("undecodable payload for noop"), "{error}");
     let good = enqueue(&pool, &Noop::default()).await;
     wait_for_state(&pool, &good, "done").await;
@@ -305,79 +315,115 @@ async fn terminating_the_workers_connections_does_not_stop_them(pool: PgPool) {
     workers.stop().await;
 }
 
-/// Enqueues `count` no-op jobs that each take `sleep_ms`.
-async fn enqueue_sleepers(pool: &PgPool, count: usize, sleep_ms: u64) {
-    let mut conn = pool.acquire().await.unwrap();
-    let jobs: Vec<Noop> = (0..count).map(|_| Noop { sleep_ms }).collect();
-    queue::enqueue_many(&mut conn, &jobs).await.unwrap();
+/// Answers its first run like a rate-limited API (`Retry-After: 2`), then succeeds.
+#[derive(Serialize, Deserialize)]
+struct RateLimitedOnce {
+    key: String,
 }
 
-async fn count_in_state(pool: &PgPool, state: &str) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM job_overview WHERE state = $1").bind(state).fetch_one(pool).await.unwrap()
+impl Job for RateLimitedOnce {
+    const KIND: &'static str = "test-rate-limited";
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        if count_run(&ctx.pool, &self.key).await? == 1 {
+            return Err(JobError::retry_after("429 Too Many Requests", Duration::from_secs(2)));
+        }
+        Ok(())
+    }
 }
 
-/// Starts `switchboard worker --queues noop` with `env` and waits until it runs jobs.
-async fn start_noop_worker(pool: &PgPool, env: &[(&str, &str)]) -> tokio::process::Child {
-    let mut command = binary::command(pool, &["worker", "--queues", "noop"]);
-    command.envs(env.iter().copied());
-    let worker = command.spawn().unwrap();
-    wait_until(LONG, "jobs to be running", || async { count_in_state(pool, "running").await > 0 }).await;
-    worker
-}
-
-#[sqlx::test(migrations = false)]
-async fn a_worker_process_killed_mid_job_has_its_jobs_completed_by_a_new_process(pool: PgPool) {
-    setup(&pool).await;
-    enqueue_sleepers(&pool, 20, 1500).await;
-    let mut first = start_noop_worker(&pool, &[("WORKER_HEARTBEAT", "1s")]).await;
-    first.start_kill().unwrap(); // SIGKILL
-    first.wait().await.unwrap();
-    assert!(count_in_state(&pool, "running").await > 0, "the kill left jobs claimed by the dead worker");
-
-    let mut second = start_noop_worker(&pool, &[("WORKER_HEARTBEAT", "1s")]).await;
-    wait_until(Duration::from_secs(60), "all 20 jobs to be done", || async {
-        count_in_state(&pool, "done").await == 20
-    })
-    .await;
-    second.start_kill().unwrap();
+/// When each run of `key` started, in order.
+async fn run_starts(pool: &PgPool, key: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
+    sqlx::query_scalar("SELECT at FROM run_log WHERE key = $1 ORDER BY at").bind(key).fetch_all(pool).await.unwrap()
 }
 
 #[sqlx::test(migrations = false)]
-async fn sigterm_lets_running_jobs_finish_and_exits_zero_losing_nothing(pool: PgPool) {
+async fn a_rate_limit_waits_its_retry_after_without_spending_an_attempt(pool: PgPool) {
     setup(&pool).await;
-    enqueue_sleepers(&pool, 30, 1000).await;
-    // Two fetchers: each claims its own batches; both must drain and hand back.
-    let limits = [("QUEUE_NOOP_CONCURRENCY", "6"), ("QUEUE_NOOP_BATCH_SIZE", "10"), ("QUEUE_NOOP_FETCHERS", "2")];
-    let mut worker = start_noop_worker(&pool, &limits).await;
-    wait_until(LONG, "both fetchers to hold jobs", || async {
-        let claimers: i64 =
-            sqlx::query_scalar("SELECT count(DISTINCT lock_by) FROM apalis.jobs WHERE status IN ('Queued', 'Running')")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        claimers == 2
+    let workers = Workers::start(&pool, Registry::default().with::<RateLimitedOnce>(), Ports::default());
+    let id = enqueue(&pool, &RateLimitedOnce { key: "limited".into() }).await;
+    wait_for_state(&pool, &id, "done").await;
+    workers.stop().await;
+
+    let (attempts, throttled): (i32, String) = sqlx::query_as(
+        "SELECT j.attempts, e.outcome FROM apalis.jobs j JOIN job_errors e ON e.job_id = j.id WHERE j.id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((attempts, throttled.as_str()), (1, "throttled"), "the wait was not an attempt");
+    let starts = run_starts(&pool, "limited").await;
+    assert_eq!(starts.len(), 2);
+    let waited = (starts[1] - starts[0]).num_milliseconds();
+    assert!(waited >= 2_000, "ran again {waited} ms after the 429, before its Retry-After");
+}
+
+/// Fails its first run after the test opens `gate`, then succeeds.
+#[derive(Serialize, Deserialize)]
+struct FailAtGate {
+    key: String,
+}
+
+impl Job for FailAtGate {
+    const KIND: &'static str = "test-fail-at-gate";
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy { initial_delay: Duration::from_secs(3), jitter: 0.0, ..RetryPolicy::default() }
+    }
+
+    async fn run(self, ctx: JobContext) -> Result<(), JobError> {
+        if count_run(&ctx.pool, &self.key).await? > 1 {
+            return Ok(());
+        }
+        while !sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM fixed WHERE key = 'gate')")
+            .fetch_one(&ctx.pool)
+            .await?
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sqlx::query("INSERT INTO fixed (key) VALUES ('failed')").execute(&ctx.pool).await?;
+        Err(JobError::retry("upstream down"))
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_failure_that_cannot_be_stored_at_once_still_waits_out_its_backoff(pool: PgPool) {
+    setup(&pool).await;
+    let queue_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_millis(300))
+        .connect_lazy_with(pool.connect_options().as_ref().clone());
+    let pools = queue::QueuePools { handlers: pool.clone(), queue: queue_pool.clone(), listen: None };
+    let workers = Workers::start_with_pools(pools, Registry::default().with::<FailAtGate>(), Ports::default());
+    let id = enqueue(&pool, &FailAtGate { key: "gated".into() }).await;
+    wait_until(LONG, "the first run to start", || async { runs(&pool, "gated").await == 1 }).await;
+
+    // The queue's pool is exhausted while the run fails: its outcome cannot
+    // be written for a while (a brownout of two seconds).
+    let held = (queue_pool.acquire().await.unwrap(), queue_pool.acquire().await.unwrap());
+    sqlx::query("INSERT INTO fixed (key) VALUES ('gate')").execute(&pool).await.unwrap();
+    wait_until(LONG, "the first run to fail", || async {
+        crate::support::count(&pool, "SELECT count(*) FROM fixed WHERE key = 'failed'").await == 1
     })
     .await;
-    let pid = worker.id().unwrap();
-    assert_eq!(binary::send_signal(pid, "TERM"), 0);
-    let status =
-        tokio::time::timeout(Duration::from_secs(25), worker.wait()).await.expect("exits within the grace").unwrap();
-    assert!(status.success(), "exit status {status}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let released_at = chrono::Utc::now();
+    drop(held);
 
-    let states: Vec<(String, i64)> = sqlx::query_as("SELECT state, count(*) FROM job_overview GROUP BY 1 ORDER BY 1")
-        .fetch_all(&pool)
+    wait_for_state(&pool, &id, "done").await;
+    workers.stop().await;
+    let starts = run_starts(&pool, "gated").await;
+    assert_eq!(starts.len(), 2);
+    let after_release = (starts[1] - released_at).num_milliseconds();
+    assert!(
+        after_release >= 3_000,
+        "ran again {after_release} ms after its failure could be stored, before the 3 s backoff"
+    );
+    let outcome: String = sqlx::query_scalar("SELECT outcome FROM job_errors WHERE job_id = $1")
+        .bind(&id)
+        .fetch_one(&pool)
         .await
         .unwrap();
-    assert!(states.iter().all(|(state, _)| state == "done" || state == "pending"), "nothing left claimed: {states:?}");
-    assert_eq!(states.iter().map(|(_, n)| n).sum::<i64>(), 30, "nothing lost");
-    assert!(states.iter().any(|(state, _)| state == "done"), "the running jobs finished: {states:?}");
-    let attempts: Vec<(String, i32, i64)> =
-        sqlx::query_as("SELECT state, attempts, count(*) FROM job_overview GROUP BY 1, 2 ORDER BY 1, 2")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert!(
-        attempts.iter().all(|(state, n, _)| (state == "done" && *n == 1) || (state == "pending" && *n == 0)),
-        "each finished job ran once, and a job handed back before it ran spent no attempt: {attempts:?}"
-    );
+    assert_eq!(outcome, "retry");
 }

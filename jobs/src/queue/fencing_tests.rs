@@ -1,0 +1,115 @@
+//! The claim token at the SQL level: outcomes and hand-backs of an older run
+//! of a job never touch a newer claim of it, even by the same worker, and a
+//! job that lost its worker on its last attempt goes dead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use super::claim::{self, Claim};
+use super::liveness::{self, Names};
+use super::outcome::{self, Outcome, Verdict};
+use crate::noop::Noop;
+
+const WORKER: &str = "host-1-abc:noop";
+
+async fn world(pool: &PgPool) -> (Arc<str>, String) {
+    crate::migrate(pool).await.unwrap();
+    let names = Names { workers: vec![WORKER.to_owned()], kinds: vec!["noop".to_owned()] };
+    liveness::register(pool, &names).await.unwrap();
+    let id = super::enqueue(&mut *pool.acquire().await.unwrap(), &Noop::default()).await.unwrap().unwrap();
+    (WORKER.into(), id)
+}
+
+async fn claim_one(pool: &PgPool, worker: &Arc<str>) -> Claim {
+    let mut claimed = claim::claim_due(pool, "noop", worker, 1).await.unwrap();
+    assert_eq!(claimed.len(), 1, "one job to claim");
+    claimed.remove(0).0
+}
+
+/// The worker looks dead to the others: its jobs are recovered.
+async fn lose_worker(pool: &PgPool) -> u64 {
+    sqlx::query("UPDATE apalis.workers SET last_seen = now() - interval '1 hour'").execute(pool).await.unwrap();
+    let recovered = liveness::recover_orphans(pool, Duration::from_secs(15)).await.unwrap();
+    sqlx::query("UPDATE apalis.workers SET last_seen = now()").execute(pool).await.unwrap();
+    recovered
+}
+
+fn outcome(claim: &Claim, verdict: Verdict) -> Outcome {
+    let message = (verdict != Verdict::Done).then(|| "stale".to_owned());
+    Outcome { claim: claim.clone(), verdict, message }
+}
+
+async fn status(pool: &PgPool, id: &str) -> (String, i32, Option<chrono::DateTime<chrono::Utc>>) {
+    sqlx::query_as("SELECT status, attempts, lock_at FROM apalis.jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_stale_runs_outcome_or_hand_back_cannot_touch_the_same_workers_newer_claim(pool: PgPool) {
+    let (worker, id) = world(&pool).await;
+    let stale = claim_one(&pool, &worker).await;
+    assert_eq!(lose_worker(&pool).await, 1);
+    let newer = claim_one(&pool, &worker).await;
+    assert_eq!((newer.job_id.as_str(), newer.attempt), (id.as_str(), 2));
+
+    for verdict in [Verdict::Done, Verdict::Retry(Duration::from_secs(60)), Verdict::Dead] {
+        let stored = outcome::store(&pool, &[outcome(&stale, verdict)]).await.unwrap();
+        assert!(stored.is_empty(), "a stale outcome was stored");
+    }
+    assert_eq!(claim::hand_back_unstarted(&pool, std::slice::from_ref(&stale)).await.unwrap(), 0);
+    assert_eq!(status(&pool, &id).await, ("Running".to_owned(), 2, Some(newer.claimed_at)));
+
+    let stored = outcome::store(&pool, &[outcome(&newer, Verdict::Done)]).await.unwrap();
+    assert_eq!(stored, vec![id.clone()]);
+    assert_eq!(status(&pool, &id).await, ("Done".to_owned(), 2, None));
+    let errors: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM job_errors WHERE outcome <> 'lost'").fetch_one(&pool).await.unwrap();
+    assert_eq!(errors, 0, "no stale failure was recorded");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_job_that_lost_its_worker_on_its_last_attempt_is_dead_and_never_claimed_again(pool: PgPool) {
+    let (worker, id) = world(&pool).await;
+    sqlx::query("UPDATE apalis.jobs SET max_attempts = 2 WHERE id = $1").bind(&id).execute(&pool).await.unwrap();
+    for _ in 0..2 {
+        claim_one(&pool, &worker).await;
+        assert_eq!(lose_worker(&pool).await, 1);
+    }
+    let (status, attempts, _) = status(&pool, &id).await;
+    assert_eq!((status.as_str(), attempts), ("Killed", 2));
+    let error: String = sqlx::query_scalar("SELECT last_result ->> 'Err' FROM apalis.jobs WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(error, "worker lost while running it, 2 times");
+    assert!(claim::claim_due(&pool, "noop", &worker, 10).await.unwrap().is_empty());
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_snooze_or_a_rate_limit_gives_the_attempt_back_and_records_why(pool: PgPool) {
+    let (worker, id) = world(&pool).await;
+    let first = claim_one(&pool, &worker).await;
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    outcome::store(&pool, &[outcome(&first, Verdict::Snoozed(later))]).await.unwrap();
+    assert_eq!(status(&pool, &id).await.1, 0);
+
+    sqlx::query("UPDATE apalis.jobs SET run_at = now() WHERE id = $1").bind(&id).execute(&pool).await.unwrap();
+    let second = claim_one(&pool, &worker).await;
+    assert_eq!(second.attempt, 1);
+    outcome::store(&pool, &[outcome(&second, Verdict::Throttled(Duration::from_secs(30)))]).await.unwrap();
+    sqlx::query("UPDATE apalis.jobs SET run_at = now() WHERE id = $1").bind(&id).execute(&pool).await.unwrap();
+    let third = claim_one(&pool, &worker).await;
+    assert_eq!((third.attempt, third.throttled), (1, Duration::from_secs(30)));
+    let outcomes: Vec<String> = sqlx::query_scalar("SELECT outcome FROM job_errors WHERE job_id = $1 ORDER BY id")
+        .bind(&id)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(outcomes, ["snoozed", "throttled"]);
+}
