@@ -15,6 +15,7 @@
 //! | `QUEUE_<KIND>_CONCURRENCY`, `QUEUE_<KIND>_BATCH_SIZE` | - | per-queue overrides (`QUEUE_FETCH_RECORDING_CONCURRENCY`) |
 //! | `WORKER_POLL_INTERVAL` | `500ms` | how often idle workers look for scheduled and retried jobs |
 //! | `WORKER_HEARTBEAT` | `5s` | heartbeat; a worker silent for 3 beats is dead and its jobs run elsewhere |
+//! | `WORKER_POLL_ONLY` | `false` | `true`: no LISTEN connection; jobs are found by polling alone |
 //! | `SHUTDOWN_GRACE` | `20s` | on SIGTERM, how long running jobs may take to finish |
 //! | `JOB_RETENTION` | `7d` | finished jobs older than this are pruned |
 //! | `JOB_PRUNE_EVERY` | `10m` | how often pruning runs |

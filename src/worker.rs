@@ -1,5 +1,6 @@
 //! `switchboard worker`: every registered job kind (or `--queues`) in one
-//! apalis Monitor, restarted on database loss, drained on SIGTERM.
+//! apalis Monitor, drained on SIGTERM; its connections (handlers' pool, the
+//! queue's pool, LISTEN unless `WORKER_POLL_ONLY`) logged at start.
 
 use std::sync::Arc;
 
@@ -18,7 +19,10 @@ pub async fn run(queues: &[String]) -> anyhow::Result<()> {
         if config::var(probe::ENABLE_VAR).as_deref() == Some("1") { registry.with::<Probe>() } else { registry };
     let registry = if queues.is_empty() { registry } else { registry.only(queues).map_err(anyhow::Error::msg)? };
     let settings = config::supervisor_from_env(registry.kinds())?;
-    let pools = QueuePools::sharing(&crate::db::pool(&DatabaseConfig::from_env()?)?);
+    let mut pools = QueuePools::sharing(&crate::db::pool(&DatabaseConfig::from_env()?)?);
+    if config::parsed("WORKER_POLL_ONLY", false)? {
+        pools.listen = None;
+    }
     tracing::info!(connections = pools.budget(), "worker connection budget");
     crate::log_metrics::spawn(pools.queue.clone())?;
     let ports = Ports {

@@ -34,6 +34,9 @@ pub(crate) struct Claim {
     pub throttled: Duration,
 }
 
+/// id, payload, lock_at, attempts, max_attempts, milliseconds throttled.
+type ClaimedRow = (String, Vec<u8>, DateTime<Utc>, i32, i32, i64);
+
 /// Claims up to `limit` due jobs of `kind` for `worker`, oldest first, unless
 /// the kind is paused. A job whose attempts are spent is never claimed.
 pub(crate) async fn claim_due(
@@ -44,7 +47,7 @@ pub(crate) async fn claim_due(
 ) -> Result<Vec<(Claim, Vec<u8>)>, sqlx::Error> {
     // The first condition is the predicate of apalis's partial fetch index,
     // repeated exactly so that the index serves this query.
-    let rows: Vec<(String, Vec<u8>, DateTime<Utc>, i32, i32, i64)> = sqlx::query_as(
+    let rows: Vec<ClaimedRow> = sqlx::query_as(
         "WITH next AS (
             SELECT id FROM apalis.jobs
             WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))

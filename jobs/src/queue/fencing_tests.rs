@@ -18,7 +18,7 @@ async fn world(pool: &PgPool) -> (Arc<str>, String) {
     crate::migrate(pool).await.unwrap();
     let names = Names { workers: vec![WORKER.to_owned()], kinds: vec!["noop".to_owned()] };
     liveness::register(pool, &names).await.unwrap();
-    let id = super::enqueue(&mut *pool.acquire().await.unwrap(), &Noop::default()).await.unwrap().unwrap();
+    let id = super::enqueue(&mut pool.acquire().await.unwrap(), &Noop::default()).await.unwrap().unwrap();
     (WORKER.into(), id)
 }
 

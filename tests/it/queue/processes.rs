@@ -37,7 +37,7 @@ pub(super) async fn setup(pool: &PgPool) {
 /// Enqueues `n` probes sleeping `sleep_ms`, keyed `p0`, `p1`...
 pub(super) async fn enqueue_probes(pool: &PgPool, n: usize, sleep_ms: u64) {
     let probes: Vec<Probe> = (0..n).map(|i| Probe { key: format!("p{i}"), sleep_ms, abort: false }).collect();
-    queue::enqueue_many(&mut *pool.acquire().await.unwrap(), &probes).await.unwrap();
+    queue::enqueue_many(&mut pool.acquire().await.unwrap(), &probes).await.unwrap();
 }
 
 /// The runs by key, each key's runs in start order.
@@ -189,9 +189,9 @@ async fn a_worker_killed_mid_job_has_its_jobs_run_once_more_after_the_orphan_tim
 async fn a_job_that_aborts_its_process_goes_dead_after_its_attempts_and_other_kinds_complete(pool: PgPool) {
     setup(&pool).await;
     let crasher = Probe { key: "crasher".into(), sleep_ms: 0, abort: true };
-    let crasher_id = queue::enqueue(&mut *pool.acquire().await.unwrap(), &crasher).await.unwrap().unwrap();
+    let crasher_id = queue::enqueue(&mut pool.acquire().await.unwrap(), &crasher).await.unwrap().unwrap();
     let noops: Vec<Noop> = (0..40).map(|_| Noop { sleep_ms: 200 }).collect();
-    queue::enqueue_many(&mut *pool.acquire().await.unwrap(), &noops).await.unwrap();
+    queue::enqueue_many(&mut pool.acquire().await.unwrap(), &noops).await.unwrap();
     let url = binary::database_url(&pool);
 
     // Like a dyno manager: a worker that dies is started again.
