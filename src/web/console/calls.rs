@@ -206,7 +206,7 @@ pub async fn detail(
             h2 { "Lead" }
             @if lead.is_object() {
                 p {
-                    a href=(format!("/console/leads#lead-{}", lead["id"])) { (text(&lead["name"])) }
+                    a href=(format!("/console/leads#lead-{}", lead["id"])) { (lead["name"].as_str().map_or("(no name)".to_owned(), masked)) }
                     " · score " (lead["score"]) @if lead["hot"] == true { " · " strong.dead { "hot" } }
                     " · " (text(&lead["next_best_action"]))
                 }
