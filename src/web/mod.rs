@@ -12,8 +12,10 @@ mod health;
 mod jobs_api;
 mod leads_api;
 mod metrics;
+mod openapi;
 mod params;
 mod recordings_api;
+mod rejections;
 mod scheduled_calls_api;
 mod transcripts_api;
 mod webhooks;
@@ -68,13 +70,15 @@ pub fn app(state: AppState, body_limit_bytes: usize) -> Router {
         .merge(transcripts_api::routes())
         .merge(leads_api::routes())
         .merge(api::routes())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api_token));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api_token))
+        .layer(axum::middleware::from_fn(rejections::as_json));
     Router::new()
         .merge(health::routes())
         .merge(webhooks::routes())
         .nest("/api", api)
         .merge(metrics::routes(state.clone()))
         .merge(console::routes(state.clone()))
+        .merge(openapi::routes())
         .layer(axum::middleware::from_fn(metrics::track_request))
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .layer(axum::middleware::from_fn(log_request))

@@ -27,8 +27,9 @@ pub fn routes() -> Router<AppState> {
         .route("/stats/scheduled-calls", get(stats))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewScheduledCall)]
 struct CreateRequest {
     customer_phone: Option<String>,
     agent_id: Option<i64>,
@@ -38,8 +39,10 @@ struct CreateRequest {
     agent_phone: Option<String>,
     purpose: Option<String>,
     preferred_time: Option<String>,
+    #[schema(value_type = Option<Object>)]
     context: Option<Value>,
     max_attempts: Option<i64>,
+    #[schema(value_type = Option<crate::web::openapi::RetrySettings>)]
     retry: Option<RetrySettings>,
 }
 
@@ -125,6 +128,7 @@ fn check_retry(retry: &RetrySettings) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(post, path = "/api/scheduled-calls", tag = "scheduled-calls", request_body = CreateRequest, responses((status = 201, body = crate::web::openapi::ScheduledCallCreated), crate::web::openapi::Refusals))]
 async fn create(
     State(state): State<AppState>,
     body: Result<Json<CreateRequest>, JsonRejection>,
@@ -156,7 +160,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     status: Option<String>,
     purpose: Option<String>,
@@ -165,6 +170,7 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/scheduled-calls", tag = "scheduled-calls", params(ListQuery), responses((status = 200, body = crate::web::openapi::ScheduledCalls), crate::web::openapi::Refusals))]
 async fn list(State(state): State<AppState>, Params(query): Params<ListQuery>) -> Result<Json<Value>, ApiError> {
     let status = query
         .status
@@ -204,6 +210,7 @@ fn call_id(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("scheduled call".into()))
 }
 
+#[utoipa::path(get, path = "/api/scheduled-calls/{id}", tag = "scheduled-calls", params(("id" = String, Path, description = "the scheduled call's id (a UUID)")), responses((status = 200, body = crate::web::openapi::ScheduledCallDetail), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = call_id(&id)?;
     let mut conn = state.pool.acquire().await?;
@@ -214,6 +221,7 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<J
     Ok(Json(body))
 }
 
+#[utoipa::path(post, path = "/api/scheduled-calls/{id}/cancel", tag = "scheduled-calls", params(("id" = String, Path, description = "the scheduled call's id (a UUID)")), responses((status = 200, body = crate::web::openapi::ScheduledCallCancelled), (status = 409, body = crate::web::openapi::ErrorBody, description = "the call has already ended"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = call_id(&id)?;
     let mut conn = state.pool.acquire().await?;
@@ -226,6 +234,7 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result
     }
 }
 
+#[utoipa::path(get, path = "/api/stats/scheduled-calls", tag = "scheduled-calls", responses((status = 200, body = crate::web::openapi::ScheduledCallStats), crate::web::openapi::Refusals))]
 async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let by_status: Vec<(String, i64)> =
         sqlx::query_as("SELECT status, count(*) FROM scheduled_calls GROUP BY status").fetch_all(&state.pool).await?;

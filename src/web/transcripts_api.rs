@@ -13,13 +13,15 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/transcripts/search", get(search))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchQuery {
     q: Option<String>,
     limit: Option<i64>,
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = TranscriptHit)]
 pub(crate) struct Hit {
     pub call_sid: String,
     transcript_id: i64,
@@ -53,6 +55,7 @@ fn highlighted(headline: &str) -> String {
     html
 }
 
+#[utoipa::path(get, path = "/api/transcripts/search", tag = "calls", params(SearchQuery), responses((status = 200, body = Vec<Hit>), crate::web::openapi::Refusals))]
 async fn search(State(state): State<AppState>, Params(query): Params<SearchQuery>) -> Result<Json<Vec<Hit>>, ApiError> {
     let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let q = q.ok_or_else(|| ApiError::validation("q", "is required"))?;

@@ -18,7 +18,7 @@ pub fn routes() -> Router<AppState> {
         .route("/agents/{id}/status", put(set_status))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct Agent {
     id: i64,
     name: String,
@@ -36,7 +36,7 @@ struct Agent {
 const COLUMNS: &str = "id, name, phone, department_id, skills, status, max_concurrent_calls, current_calls, \
                        last_assigned_at, created_at, updated_at";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAgent {
     name: String,
@@ -58,7 +58,7 @@ fn offline() -> String {
     "offline".into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AgentChanges {
     name: Option<String>,
@@ -67,13 +67,14 @@ struct AgentChanges {
     max_concurrent_calls: Option<i32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StatusChange {
     status: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Filters {
     department_id: Option<i64>,
     status: Option<String>,
@@ -95,6 +96,7 @@ fn valid_name(name: &str) -> Result<(), ApiError> {
     check(!name.trim().is_empty(), "name", "must not be empty")
 }
 
+#[utoipa::path(post, path = "/api/agents", tag = "agents", request_body = NewAgent, responses((status = 201, body = Agent), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals))]
 async fn create(
     State(state): State<AppState>,
     Body(new): Body<NewAgent>,
@@ -120,6 +122,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(agent)))
 }
 
+#[utoipa::path(get, path = "/api/agents", tag = "agents", params(Filters), responses((status = 200, body = Vec<Agent>), crate::web::openapi::Refusals))]
 async fn list(State(state): State<AppState>, Params(filters): Params<Filters>) -> Result<Json<Vec<Agent>>, ApiError> {
     if let Some(status) = &filters.status {
         valid_status(status)?;
@@ -135,6 +138,7 @@ async fn list(State(state): State<AppState>, Params(filters): Params<Filters>) -
     Ok(Json(agents))
 }
 
+#[utoipa::path(get, path = "/api/agents/{id}", tag = "agents", params(("id" = i64, Path, description = "the id")), responses((status = 200, body = Agent), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn read(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Agent>, ApiError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM agents WHERE id = $1")))
         .bind(id)
@@ -144,6 +148,7 @@ async fn read(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json
         .ok_or_else(|| ApiError::NotFound(format!("agent {id}")))
 }
 
+#[utoipa::path(patch, path = "/api/agents/{id}", tag = "agents", params(("id" = i64, Path, description = "the id")), request_body = AgentChanges, responses((status = 200, body = Agent), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -175,6 +180,7 @@ async fn update(
     .ok_or_else(|| ApiError::NotFound(format!("agent {id}")))
 }
 
+#[utoipa::path(put, path = "/api/agents/{id}/status", tag = "agents", params(("id" = i64, Path, description = "the id")), request_body = StatusChange, responses((status = 200, body = Agent), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn set_status(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -192,6 +198,7 @@ async fn set_status(
     .ok_or_else(|| ApiError::NotFound(format!("agent {id}")))
 }
 
+#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents", params(("id" = i64, Path, description = "the id")), responses((status = 204, description = "deleted"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
     let deleted = sqlx::query("DELETE FROM agents WHERE id = $1").bind(id).execute(&state.pool).await?;
     if deleted.rows_affected() == 0 {

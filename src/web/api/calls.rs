@@ -14,7 +14,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/calls", get(list)).route("/calls/{sid}", get(read))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct Call {
     id: i64,
     provider: String,
@@ -38,7 +38,8 @@ struct Call {
 const COLUMNS: &str = "id, provider, call_sid, direction, from_number, to_number, status, department_id, agent_id, \
                        routing_state, overflow_action, queued_at, answered_at, ended_at, duration_secs, created_at, updated_at";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Filters {
     status: Option<String>,
     direction: Option<String>,
@@ -50,7 +51,8 @@ struct Filters {
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = CallPage)]
 struct Page {
     calls: Vec<Call>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
@@ -66,6 +68,7 @@ pub fn instant(field: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, 
     .transpose()
 }
 
+#[utoipa::path(get, path = "/api/calls", tag = "calls", params(Filters), responses((status = 200, body = Page), crate::web::openapi::Refusals))]
 async fn list(State(state): State<AppState>, Params(filters): Params<Filters>) -> Result<Json<Page>, ApiError> {
     let limit = filters.limit.unwrap_or(50);
     check((1..=200).contains(&limit), "limit", "must be between 1 and 200")?;
@@ -106,7 +109,8 @@ async fn list(State(state): State<AppState>, Params(filters): Params<Filters>) -
     Ok(Json(Page { calls, next_cursor }))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = CallEvent)]
 struct Event {
     id: i64,
     endpoint: String,
@@ -114,7 +118,7 @@ struct Event {
     received_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct CallWithEvents {
     #[serde(flatten)]
     call: Call,
@@ -122,9 +126,11 @@ struct CallWithEvents {
     /// Recordings (without their provider source URL), transcripts,
     /// insights and the lead (see `call_outcome`).
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     outcome: serde_json::Map<String, serde_json::Value>,
 }
 
+#[utoipa::path(get, path = "/api/calls/{sid}", tag = "calls", params(("sid" = String, Path, description = "the provider's call sid")), responses((status = 200, body = CallWithEvents, description = "the call, its webhook events, and its recordings, transcripts, insights and lead"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn read(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Json<CallWithEvents>, ApiError> {
     let call: Call = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM calls WHERE call_sid = $1 ORDER BY id LIMIT 1"

@@ -17,7 +17,7 @@ pub fn routes() -> Router<AppState> {
         .route("/departments/{id}", get(read).put(replace).delete(remove))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct Department {
     id: i64,
     name: String,
@@ -32,7 +32,7 @@ struct Department {
 const COLUMNS: &str =
     "id, name, inbound_number, strategy, required_skills, max_wait_secs, overflow_action, overflow_number";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DepartmentBody {
     name: String,
@@ -76,6 +76,7 @@ fn validated(body: DepartmentBody) -> Result<DepartmentBody, ApiError> {
     Ok(DepartmentBody { inbound_number, overflow_number, name: body.name.trim().to_owned(), ..body })
 }
 
+#[utoipa::path(post, path = "/api/departments", tag = "departments", request_body = DepartmentBody, responses((status = 201, body = Department), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals))]
 async fn create(
     State(state): State<AppState>,
     Body(body): Body<DepartmentBody>,
@@ -104,6 +105,7 @@ fn with_fields<'q>(
         .bind(&body.overflow_number)
 }
 
+#[utoipa::path(get, path = "/api/departments", tag = "departments", responses((status = 200, body = Vec<Department>), crate::web::openapi::Refusals))]
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<Department>>, ApiError> {
     let departments = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM departments ORDER BY id")))
         .fetch_all(&state.pool)
@@ -111,6 +113,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<Department>>, Ap
     Ok(Json(departments))
 }
 
+#[utoipa::path(get, path = "/api/departments/{id}", tag = "departments", params(("id" = i64, Path, description = "the id")), responses((status = 200, body = Department), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn read(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Department>, ApiError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM departments WHERE id = $1")))
         .bind(id)
@@ -120,6 +123,7 @@ async fn read(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json
         .ok_or_else(|| ApiError::NotFound(format!("department {id}")))
 }
 
+#[utoipa::path(put, path = "/api/departments/{id}", tag = "departments", params(("id" = i64, Path, description = "the id")), request_body = DepartmentBody, responses((status = 200, body = Department), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn replace(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -140,6 +144,7 @@ async fn replace(
         .ok_or_else(|| ApiError::NotFound(format!("department {id}")))
 }
 
+#[utoipa::path(delete, path = "/api/departments/{id}", tag = "departments", params(("id" = i64, Path, description = "the id")), responses((status = 204, description = "deleted"), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
     let deleted = sqlx::query("DELETE FROM departments WHERE id = $1").bind(id).execute(&state.pool).await?;
     if deleted.rows_affected() == 0 {

@@ -2,11 +2,11 @@
 //! and statistics. Bodies that do not parse, or values out of range, are 422
 //! naming the field.
 
-mod agents;
-mod calls;
-mod departments;
-mod ivr_menus;
-mod stats;
+pub(super) mod agents;
+pub(super) mod calls;
+pub(super) mod departments;
+pub(super) mod ivr_menus;
+pub(super) mod stats;
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;

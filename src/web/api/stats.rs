@@ -16,20 +16,21 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/stats/calls", get(call_stats)).route("/stats/queue", get(queue_stats))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Range {
     since: Option<String>,
     until: Option<String>,
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct AgentCount {
     agent_id: i64,
     name: String,
     calls: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct CallStats {
     total: i64,
     by_status: BTreeMap<String, i64>,
@@ -42,6 +43,7 @@ struct CallStats {
 const IN_RANGE: &str =
     "($1::timestamptz IS NULL OR c.created_at >= $1) AND ($2::timestamptz IS NULL OR c.created_at < $2)";
 
+#[utoipa::path(get, path = "/api/stats/calls", tag = "calls", params(Range), responses((status = 200, body = CallStats), crate::web::openapi::Refusals))]
 async fn call_stats(State(state): State<AppState>, Params(range): Params<Range>) -> Result<Json<CallStats>, ApiError> {
     let (since, until) = (instant("since", range.since.as_deref())?, instant("until", range.until.as_deref())?);
     let grouped: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -81,7 +83,7 @@ async fn call_stats(State(state): State<AppState>, Params(range): Params<Range>)
     Ok(Json(stats))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct DepartmentQueue {
     department_id: i64,
     name: String,
@@ -89,13 +91,14 @@ struct DepartmentQueue {
     oldest_wait_secs: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct QueueStats {
     waiting: i64,
     oldest_wait_secs: Option<f64>,
     by_department: Vec<DepartmentQueue>,
 }
 
+#[utoipa::path(get, path = "/api/stats/queue", tag = "calls", responses((status = 200, body = QueueStats), crate::web::openapi::Refusals))]
 async fn queue_stats(State(state): State<AppState>) -> Result<Json<QueueStats>, ApiError> {
     let by_department: Vec<DepartmentQueue> = sqlx::query_as(
         "SELECT d.id AS department_id, d.name, count(*) AS waiting,

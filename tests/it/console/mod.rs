@@ -3,4 +3,5 @@
 
 mod browser;
 mod metrics;
+mod openapi;
 mod pages;
