@@ -55,6 +55,18 @@ pub enum JobsCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Stop claiming jobs of a kind (running ones finish); they wait until resumed.
+    Pause {
+        kind: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Claim jobs of a paused kind again.
+    Resume {
+        kind: String,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Live workers: last heartbeat and the jobs each holds.
     Workers {
         /// A worker silent this long is dead (3 x WORKER_HEARTBEAT by default).
@@ -219,6 +231,16 @@ pub async fn run(pool: &PgPool, command: JobsCommand) -> anyhow::Result<()> {
                 out
             })
         }
+        JobsCommand::Pause { kind, output } => {
+            known_kind(&kind)?;
+            let changed = admin::pause(pool, &kind).await?;
+            paused_report(pool, output, &kind, changed, if changed { "paused" } else { "already paused" }).await
+        }
+        JobsCommand::Resume { kind, output } => {
+            known_kind(&kind)?;
+            let changed = admin::resume(pool, &kind).await?;
+            paused_report(pool, output, &kind, changed, if changed { "resumed" } else { "was not paused" }).await
+        }
         JobsCommand::Errors { output } => {
             let groups = admin::errors(pool).await?;
             print(output, &groups, || {
@@ -288,6 +310,25 @@ pub async fn run(pool: &PgPool, command: JobsCommand) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// Pausing a kind nothing runs would silently do nothing.
+fn known_kind(kind: &str) -> anyhow::Result<()> {
+    switchboard_jobs::registry().only(&[kind.to_owned()]).map(drop).map_err(anyhow::Error::msg)
+}
+
+async fn paused_report(pool: &PgPool, output: Output, kind: &str, changed: bool, what: &str) -> anyhow::Result<()> {
+    let paused: Vec<String> = admin::paused(pool).await?.into_iter().map(|(kind, _)| kind).collect();
+    #[derive(Serialize)]
+    struct Paused<'a> {
+        kind: &'a str,
+        changed: bool,
+        paused_kinds: &'a [String],
+    }
+    print(output, &Paused { kind, changed, paused_kinds: &paused }, || {
+        let now = if paused.is_empty() { "none".to_owned() } else { paused.join(", ") };
+        format!("{kind}: {what}; paused kinds now: {now}")
+    })
 }
 
 /// The ids given, or those of the jobs the selection's filters match (dead

@@ -369,3 +369,20 @@ async fn discard_by_filter_previews_with_dry_run_then_deletes_only_the_matching_
     let (_, stderr, ok) = jobs(&pool, &["discard"]).await;
     assert!(!ok && stderr.contains("nothing to discard"), "{stderr}");
 }
+
+#[sqlx::test(migrations = false)]
+async fn pause_and_resume_a_kind_say_what_changed_and_refuse_unknown_kinds(pool: PgPool) {
+    migrate(&pool).await;
+    let paused = json(&pool, &["pause", "noop"]).await;
+    assert_eq!(
+        (paused["changed"].as_bool(), paused["paused_kinds"].clone()),
+        (Some(true), serde_json::json!(["noop"]))
+    );
+    let again = json(&pool, &["pause", "noop"]).await;
+    assert_eq!(again["changed"], false, "pausing twice changes nothing");
+    let (text, _, ok) = jobs(&pool, &["resume", "noop"]).await;
+    assert!(ok && text.contains("noop: resumed; paused kinds now: none"), "{text}");
+    assert_eq!(crate::support::count(&pool, "SELECT count(*) FROM paused_kinds").await, 0);
+    let (_, stderr, ok) = jobs(&pool, &["pause", "nope"]).await;
+    assert!(!ok && stderr.contains("unknown queue \"nope\""), "{stderr}");
+}

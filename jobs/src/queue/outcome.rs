@@ -35,7 +35,7 @@ pub(crate) enum Verdict {
 }
 
 impl Verdict {
-    fn name(&self) -> &'static str {
+    pub(super) fn name(&self) -> &'static str {
         match self {
             Self::Done => "done",
             Self::Retry(_) => "retry",

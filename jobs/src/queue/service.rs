@@ -70,11 +70,13 @@ impl<J: Job> apalis_core::layers::Service<Task<Vec<u8>>> for JobService<J> {
                 attempt: claim.attempt as u32,
                 max_attempts: claim.max_attempts as u32,
             };
+            let started = std::time::Instant::now();
             let result = match serde_json::from_slice::<J>(&task.args) {
                 Ok(job) => run_guarded(job, ctx).await,
                 Err(e) => Err(JobError::permanent(format!("undecodable payload for {}: {e}", J::KIND))),
             };
             let verdict = outcome::decide(&J::policy(), &claim, &result);
+            record_run(J::KIND, started.elapsed(), &verdict);
             let message = result.err().map(|error| storable(error.message()));
             if verdict != Verdict::Done {
                 tracing::debug!(error = message.as_deref().map(crate::phone::mask_in_text), "run failed");
@@ -85,6 +87,15 @@ impl<J: Job> apalis_core::layers::Service<Task<Vec<u8>>> for JobService<J> {
         }
         .instrument(span)
         .boxed()
+    }
+}
+
+/// Runs, failures by outcome and durations per kind, for `/metrics` and the worker's log metrics.
+fn record_run(kind: &'static str, took: std::time::Duration, verdict: &Verdict) {
+    metrics::counter!("switchboard_job_runs_total", "kind" => kind).increment(1);
+    metrics::histogram!("switchboard_job_duration_seconds", "kind" => kind).record(took);
+    if *verdict != Verdict::Done {
+        metrics::counter!("switchboard_job_failures_total", "kind" => kind, "outcome" => verdict.name()).increment(1);
     }
 }
 

@@ -83,6 +83,7 @@ pub async fn counts_fragment(State(state): State<AppState>) -> Result<Markup, Ap
 
 async fn counts(state: &AppState) -> Result<Markup, ApiError> {
     let stats = admin::stats(&state.pool).await?;
+    let paused = admin::paused(&state.pool).await?;
     let mut kinds: Vec<&str> = switchboard_jobs::registry().kinds().collect();
     kinds.extend(stats.counts.iter().map(|c| c.kind.as_str()));
     kinds.sort_unstable();
@@ -93,13 +94,23 @@ async fn counts(state: &AppState) -> Result<Markup, ApiError> {
     Ok(html! {
         div #counts hx-get="/console/jobs/counts" hx-trigger="every 2s" hx-swap="outerHTML" {
             table {
-                tr { th { "kind" } @for s in JobState::ALL { th { (s.as_str()) } } }
+                tr { th { "kind" } @for s in JobState::ALL { th { (s.as_str()) } } th { "claiming" } }
                 @for kind in &kinds {
                     tr {
                         td { a href=(format!("/console/jobs/list?kind={kind}")) { (kind) } }
                         @for s in JobState::ALL {
                             @let n = count(kind, s);
                             td.n.zero[n == 0] { a href=(format!("/console/jobs/list?kind={kind}&state={}", s.as_str())) { (n) } }
+                        }
+                        @match paused.iter().find(|(k, _)| k == kind) {
+                            Some((_, since)) => td {
+                                span.dead id=(format!("paused-{kind}")) { "paused" } " since " (time(Some(*since))) " "
+                                button.act id=(format!("resume-{kind}")) hx-post=(format!("/console/kinds/{kind}/resume")) { "Resume" }
+                            },
+                            None => td {
+                                button.act id=(format!("pause-{kind}")) hx-post=(format!("/console/kinds/{kind}/pause"))
+                                    hx-confirm=(format!("Pause {kind}? Its jobs wait until resumed; running ones finish.")) { "Pause" }
+                            },
                         }
                     }
                 }
@@ -111,6 +122,21 @@ async fn counts(state: &AppState) -> Result<Markup, ApiError> {
             }
         }
     })
+}
+
+/// Pauses or resumes claiming a kind's jobs.
+pub async fn pause_or_resume(
+    State(state): State<AppState>,
+    Path((kind, action)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    switchboard_jobs::registry().only(std::slice::from_ref(&kind)).map_err(|e| ApiError::NotFound(e))?;
+    let changed = match action.as_str() {
+        "pause" => admin::pause(&state.pool, &kind).await?,
+        "resume" => admin::resume(&state.pool, &kind).await?,
+        _ => return Err(ApiError::NotFound(format!("action {action}"))),
+    };
+    tracing::info!(kind = %kind, action = %action, changed, "console: queue");
+    Ok(redirect("/console/jobs"))
 }
 
 fn summary_table(jobs: &[JobSummary]) -> Markup {

@@ -29,6 +29,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/console/jobs/{id}", get(jobs::detail))
         .route("/console/jobs/{id}/replay", post(jobs::replay_one))
         .route("/console/jobs/{id}/discard", post(jobs::discard_one))
+        .route("/console/kinds/{kind}/{action}", post(jobs::pause_or_resume))
         .route("/console/workers", get(jobs::workers))
         .route("/console/calls", get(calls::list))
         .route("/console/calls/{sid}", get(calls::detail))

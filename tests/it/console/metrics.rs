@@ -45,7 +45,10 @@ async fn metrics_after_a_demo_run_has_every_family_with_its_labels(pool: PgPool)
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let page = response.text().await.unwrap();
 
-    let families: [(&str, &[&str]); 10] = [
+    let families: [(&str, &[&str]); 13] = [
+        ("switchboard_job_runs_total", &["kind"]),
+        ("switchboard_job_failures_total", &["kind", "outcome"]),
+        ("switchboard_job_duration_seconds_bucket", &["kind", "le"]),
         ("switchboard_webhooks_total", &["endpoint", "outcome", "provider"]),
         ("switchboard_http_request_duration_seconds_bucket", &["le", "method", "route", "status"]),
         ("switchboard_queue_jobs", &["kind", "state"]),
