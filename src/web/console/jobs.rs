@@ -129,7 +129,7 @@ pub async fn pause_or_resume(
     State(state): State<AppState>,
     Path((kind, action)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    switchboard_jobs::registry().only(std::slice::from_ref(&kind)).map_err(|e| ApiError::NotFound(e))?;
+    switchboard_jobs::registry().only(std::slice::from_ref(&kind)).map_err(ApiError::NotFound)?;
     let changed = match action.as_str() {
         "pause" => admin::pause(&state.pool, &kind).await?,
         "resume" => admin::resume(&state.pool, &kind).await?,
