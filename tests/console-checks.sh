@@ -14,6 +14,7 @@ if ! command -v chromium >/dev/null; then
   apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
+rm -rf target/console-screenshots
 cargo test --test it console::browser -- --ignored --nocapture
 echo "screenshots: $(ls target/console-screenshots | tr '\n' ' ')"
 
