@@ -9,12 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sqlx::PgPool;
-use switchboard::demo::{self, DemoOptions};
 use switchboard::storage::{LocalDir, RecordingStorage};
 use switchboard::web::AppState;
-use switchboard_jobs::noop::Noop;
-use switchboard_jobs::ports::{Ports, Provider};
-use switchboard_jobs::queue;
+use switchboard_jobs::ports::Ports;
 
 use crate::support::{API_TOKEN, Workers, migrate, serve_state};
 
@@ -50,15 +47,7 @@ fn tone_wav() -> Vec<u8> {
 async fn an_operator_works_the_console_in_chromium(pool: PgPool) {
     migrate(&pool).await;
     let dir = tempfile::tempdir().unwrap();
-    let options = DemoOptions {
-        calls: 6,
-        provider: Provider::Twilio,
-        rate: 20.0,
-        recordings_dir: dir.path().to_owned(),
-        api_token: "demo-test-token".into(),
-        progress: false,
-    };
-    demo::run_on(&pool, &options).await.expect("the demo runs");
+    super::demo_run(&pool, dir.path()).await;
 
     // The simulated recordings are marked bytes, not audio: give one call a real one.
     let (call_sid, key, text): (String, String, String) = sqlx::query_as(
@@ -83,17 +72,7 @@ async fn an_operator_works_the_console_in_chromium(pool: PgPool) {
         .expect("the transcript has a long word")
         .to_owned();
 
-    let mut conn = pool.acquire().await.unwrap();
-    let dead = queue::enqueue(&mut conn, &Noop::default()).await.unwrap().unwrap();
-    sqlx::query(
-        "UPDATE apalis.jobs SET status = 'Killed', attempts = 1, done_at = now(),
-                last_result = '{\"Err\": \"simulated outage\"}' WHERE id = $1",
-    )
-    .bind(&dead)
-    .execute(&mut *conn)
-    .await
-    .unwrap();
-    drop(conn);
+    let dead = super::dead_noop(&pool, "simulated outage").await;
 
     let registry = switchboard_jobs::registry().only(&["noop".to_owned()]).unwrap();
     let workers = Workers::start(&pool, registry, Ports::default());

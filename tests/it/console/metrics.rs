@@ -4,8 +4,6 @@
 use std::collections::BTreeSet;
 
 use sqlx::PgPool;
-use switchboard::demo::{self, DemoOptions};
-use switchboard_jobs::ports::Provider;
 
 use crate::support::{API_TOKEN, migrate, spawn_app};
 
@@ -27,15 +25,7 @@ fn label_names(labels: &str) -> BTreeSet<&str> {
 async fn metrics_after_a_demo_run_has_every_family_with_its_labels(pool: PgPool) {
     migrate(&pool).await;
     let dir = tempfile::tempdir().unwrap();
-    let options = DemoOptions {
-        calls: 6,
-        provider: Provider::Twilio,
-        rate: 20.0,
-        recordings_dir: dir.path().to_owned(),
-        api_token: "demo-test-token".into(),
-        progress: false,
-    };
-    demo::run_on(&pool, &options).await.expect("the demo runs");
+    super::demo_run(&pool, dir.path()).await;
     let app = spawn_app(&pool).await;
 
     let refused = app.client.get(format!("{}/metrics", app.base_url)).send().await.unwrap();
@@ -87,13 +77,7 @@ async fn metrics_after_a_demo_run_has_every_family_with_its_labels(pool: PgPool)
 async fn the_worker_prints_heroku_log_metrics_with_the_queue_sampled_from_the_database(pool: PgPool) {
     use tokio::io::AsyncBufReadExt;
     migrate(&pool).await;
-    let mut conn = pool.acquire().await.unwrap();
-    let id = switchboard_jobs::queue::enqueue(&mut conn, &switchboard_jobs::noop::Noop::default()).await.unwrap();
-    sqlx::query("UPDATE apalis.jobs SET status = 'Killed', done_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+    super::dead_noop(&pool, "simulated outage").await;
 
     let mut worker = crate::support::binary::command(&pool, &["worker", "--queues", "noop"])
         .env("LOG_METRICS_INTERVAL", "200ms")

@@ -4,8 +4,6 @@
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use sqlx::PgPool;
-use switchboard_jobs::noop::Noop;
-use switchboard_jobs::queue;
 
 use crate::support::{API_TOKEN, TestApp, job_state, migrate, spawn_app};
 
@@ -32,17 +30,7 @@ async fn log_in(app: &TestApp) -> (String, String) {
 }
 
 async fn dead_job(pool: &PgPool) -> String {
-    let mut conn = pool.acquire().await.unwrap();
-    let id = queue::enqueue(&mut conn, &Noop::default()).await.unwrap().unwrap();
-    sqlx::query(
-        "UPDATE apalis.jobs SET status = 'Killed', attempts = 1, done_at = now(),
-                last_result = '{\"Err\": \"The number +919812345678 is unreachable\"}' WHERE id = $1",
-    )
-    .bind(&id)
-    .execute(&mut *conn)
-    .await
-    .unwrap();
-    id
+    super::dead_noop(pool, "The number +919812345678 is unreachable").await
 }
 
 #[sqlx::test(migrations = false)]
