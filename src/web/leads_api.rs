@@ -19,7 +19,9 @@ pub fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 struct LeadFilter {
     hot: Option<bool>,
+    #[param(minimum = 0, maximum = 100)]
     min_score: Option<i32>,
+    #[param(minimum = 0, maximum = 100)]
     max_score: Option<i32>,
     created_after: Option<DateTime<Utc>>,
     created_before: Option<DateTime<Utc>>,
@@ -27,6 +29,7 @@ struct LeadFilter {
     location: Option<String>,
     /// Only leads with a smaller id (the previous page's `next_before`).
     before: Option<i64>,
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 

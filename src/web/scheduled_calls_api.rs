@@ -166,7 +166,9 @@ struct ListQuery {
     status: Option<String>,
     purpose: Option<String>,
     /// The UTC day the call was requested for (`preferred_time`), `YYYY-MM-DD`.
+    #[param(format = Date)]
     date: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 

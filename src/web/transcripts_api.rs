@@ -16,7 +16,10 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct SearchQuery {
+    /// Web-search syntax: words, "quoted phrases", -excluded.
+    #[param(required = true, min_length = 1, pattern = "\\S")]
     q: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 

@@ -70,6 +70,7 @@ struct AgentChanges {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StatusChange {
+    #[schema(pattern = "^(available|break|offline)$")]
     status: String,
 }
 
@@ -77,6 +78,7 @@ struct StatusChange {
 #[into_params(parameter_in = Query)]
 struct Filters {
     department_id: Option<i64>,
+    #[param(pattern = "^(available|break|offline)$")]
     status: Option<String>,
 }
 

@@ -42,12 +42,14 @@ const COLUMNS: &str = "id, provider, call_sid, direction, from_number, to_number
 #[into_params(parameter_in = Query)]
 struct Filters {
     status: Option<String>,
+    #[param(pattern = "^(inbound|outbound)$")]
     direction: Option<String>,
     agent_id: Option<i64>,
     phone: Option<String>,
     since: Option<String>,
     until: Option<String>,
     cursor: Option<String>,
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
