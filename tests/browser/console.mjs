@@ -126,19 +126,22 @@ try {
     await page.goto(`${base}/console/agents`);
     const select = page.locator('#agents select[name=status]').first();
     const next = (await select.inputValue()) === 'break' ? 'available' : 'break';
+    const saved = page.waitForResponse((r) => r.url().includes('/console/agents/') && r.request().method() === 'POST');
+    // The answer sends the page to itself: a fresh render from the database.
+    const reloaded = page.waitForEvent('load');
     await select.selectOption(next);
-    await page.waitForFunction(
-      (value) => document.querySelector('#agents select[name=status]')?.value === value, next, { timeout: 10_000 },
-    );
-    await page.reload();
+    if ((await saved).status() !== 200) throw new Error(`saving the status answered ${(await saved).status()}`);
+    await reloaded;
     const after = await page.locator('#agents select[name=status]').first().inputValue();
-    if (after !== next) throw new Error(`status is ${after} after a reload, not ${next}`);
+    if (after !== next) throw new Error(`status is ${after} once saved, not ${next}`);
     await shot('agents');
   });
   await step('pauses and resumes a kind', async () => {
     const kind = env('PAUSE_KIND');
     await page.goto(`${base}/console/jobs`);
+    const paused = page.waitForEvent('load');
     await page.click(`#pause-${kind}`);
+    await paused;
     await expectText(`#paused-${kind}`, 'paused');
     await shot('jobs-paused');
     await page.click(`#resume-${kind}`);
