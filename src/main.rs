@@ -31,11 +31,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pool(&DatabaseConfig::from_env()?)?;
             let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
             let recordings = std::sync::Arc::new(switchboard::storage::RecordingStorage::from_env().await?);
+            let limits = web::limits::Limits::from_env()?;
             let state = AppState::new(pool, config.api_tokens)
                 .with_recordings(recordings)
-                .with_webhooks(WebhookConfig::from_env()?);
+                .with_webhooks(WebhookConfig::from_env()?)
+                .with_limits(limits.clone());
             let app = web::app(state, config.body_limit_bytes);
-            Ok(web::serve(listener, app, shutdown::signal()).await?)
+            Ok(web::serve_with(listener, app, shutdown::signal(), &limits).await?)
         }
         Command::Worker { queues } => worker::run(&queues).await,
         Command::Migrate => {

@@ -70,6 +70,24 @@ static UPSERT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Why a call with a withheld caller gets no lead, as stored on its insight.
+pub const NO_PHONE: &str = "no lead: the caller's number was withheld or is not a phone number \
+     (anonymous, SIP or client caller), so there is no phone to key a lead on";
+
+/// A caller without a usable number (Twilio `anonymous`, `sip:`, `client:`;
+/// a withheld Exotel caller) was routed, recorded, transcribed and analysed
+/// like any other; leads are keyed on the phone number, so this one gets
+/// none. The insight says why, and the job is done: nothing to retry.
+async fn record_no_lead(ctx: &JobContext, insight_id: i64, call_sid: &str) -> Result<(), JobError> {
+    sqlx::query("UPDATE insights SET no_lead_reason = $2 WHERE id = $1")
+        .bind(insight_id)
+        .bind(NO_PHONE)
+        .execute(&ctx.pool)
+        .await?;
+    tracing::info!(call_sid, insight_id, "{NO_PHONE}");
+    Ok(())
+}
+
 #[derive(sqlx::FromRow)]
 struct Source {
     call_sid: String,
@@ -102,9 +120,9 @@ impl Job for CreateLead {
         .fetch_optional(&ctx.pool)
         .await?
         .ok_or_else(|| JobError::permanent(format!("insight {} does not exist", self.insight_id)))?;
-        let phone = source.customer_phone.as_deref().ok_or_else(|| {
-            JobError::permanent(format!("call {} has no customer phone number to key a lead on", source.call_sid))
-        })?;
+        let Some(phone) = source.customer_phone.as_deref() else {
+            return record_no_lead(&ctx, self.insight_id, &source.call_sid).await;
+        };
         let insight = &source.data.0;
         let hot = insight.lead_score >= ctx.ports.pipeline.hot_lead_score;
         let follow_up =

@@ -111,9 +111,13 @@ pub async fn run_on(pool: &PgPool, options: &DemoOptions) -> anyhow::Result<Summ
         exotel_secret: Some(target.exotel_secret.clone()),
         ..WebhookConfig::default()
     };
+    // One pool serves the web and the workers here: a webhook may wait for a
+    // connection as long as a job does (a web dyno's pool is its own).
+    let limits = web::limits::Limits { webhook_pool_wait: Duration::from_secs(5), ..Default::default() };
     let state = AppState::new(pool.clone(), vec![options.api_token.clone()])
         .with_recordings(recordings.clone())
-        .with_webhooks(webhooks);
+        .with_webhooks(webhooks)
+        .with_limits(limits);
     let (stop_web, web_stopped) = oneshot::channel::<()>();
     let web = tokio::spawn(web::serve(listener, web::app(state, 1024 * 1024), async {
         let _ = web_stopped.await;

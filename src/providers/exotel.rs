@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use switchboard_jobs::calls::CallStatus;
 
-use super::fields::Fields;
-use super::identifiers::{CallSid, Digits};
+use super::fields::{Fields, event_time, ignored_unless, seconds, url};
+use super::identifiers::{CallSid, Digits, attempt_id, shown};
 use switchboard_jobs::phone::PhoneNumber;
 
 /// Why an Exotel request was refused (logged; never the secret).
@@ -97,12 +97,14 @@ fn present<'a>(fields: &'a Fields, names: &[&str]) -> Option<&'a str> {
     names.iter().find_map(|n| fields.get_ignore_case(n)).filter(|v| !v.trim().is_empty())
 }
 
-fn number(fields: &Fields, names: &[&str]) -> Result<Option<PhoneNumber>, String> {
-    present(fields, names).map(PhoneNumber::parse_indian).transpose().map_err(|e| format!("{}: {e}", names[0]))
+/// A number in any form Exotel sends; one that is not a number (withheld,
+/// SIP, junk) is ignored and the call goes on without it.
+fn number(fields: &Fields, names: &[&str]) -> Option<PhoneNumber> {
+    present(fields, names).and_then(|raw| ignored_unless(names[0], PhoneNumber::parse_indian(raw).ok()))
 }
 
 fn call_sid(fields: &Fields) -> Result<CallSid, String> {
-    CallSid::parse(present(fields, &["CallSid"]).ok_or("CallSid is missing")?)
+    CallSid::exotel(present(fields, &["CallSid"]).ok_or("CallSid is missing")?)
 }
 
 /// A Passthru or Connect request from a flow.
@@ -111,21 +113,24 @@ pub struct FlowRequest {
     pub call_sid: CallSid,
     pub from: Option<PhoneNumber>,
     pub to: Option<PhoneNumber>,
+    /// `None` for silence, and for keys that are not keypad digits (ignored).
     pub digits: Option<Digits>,
 }
 
 impl FlowRequest {
     pub fn parse(fields: &Fields) -> Result<Self, String> {
+        let digits = Digits::parse(present(fields, &["digits"]).unwrap_or_default());
         Ok(Self {
             call_sid: call_sid(fields)?,
-            from: number(fields, &["CallFrom", "From"])?,
-            to: number(fields, &["CallTo", "To"])?,
-            digits: Digits::parse(present(fields, &["digits"]).unwrap_or_default())?,
+            from: number(fields, &["CallFrom", "From"]),
+            to: number(fields, &["CallTo", "To"]),
+            digits: ignored_unless("digits", digits.ok()).flatten(),
         })
     }
 }
 
-/// A StatusCallback: the call ended (or was answered).
+/// A StatusCallback: the call ended (or was answered). Optional fields that
+/// are malformed or absurd are ignored; the event is kept.
 #[derive(Debug, Clone)]
 pub struct StatusCallback {
     pub call_sid: CallSid,
@@ -141,39 +146,29 @@ pub struct StatusCallback {
 
 impl StatusCallback {
     pub fn parse(fields: &Fields) -> Result<Self, String> {
-        let duration_secs = match present(fields, &["ConversationDuration"]) {
-            None => None,
-            Some(raw) => Some(raw.trim().parse().map_err(|_| format!("ConversationDuration={raw:?} is not a number"))?),
-        };
-        let updated_at = match present(fields, &["DateUpdated"]) {
-            None => Utc::now(),
-            Some(raw) => exotel_time(raw)?,
-        };
+        let now = Utc::now();
+        let status = present(fields, &["Status", "CallStatus"]).ok_or("Status is missing")?;
+        let recording_url = present(fields, &["RecordingUrl"]).and_then(|raw| ignored_unless("RecordingUrl", url(raw)));
         Ok(Self {
             call_sid: call_sid(fields)?,
-            status: present(fields, &["Status", "CallStatus"]).ok_or("Status is missing")?.parse()?,
-            recording_url: present(fields, &["RecordingUrl"]).map(str::to_owned),
-            duration_secs,
-            updated_at,
-            from: number(fields, &["From", "CallFrom"])?,
-            to: number(fields, &["To", "CallTo"])?,
-            custom_field: present(fields, &["CustomField"]).map(str::to_owned),
+            status: status.parse().map_err(|_| format!("Status={} is not a call status", shown(status)))?,
+            recording_url,
+            duration_secs: seconds("ConversationDuration", present(fields, &["ConversationDuration"])),
+            updated_at: event_time("DateUpdated", present(fields, &["DateUpdated"]), exotel_time, now).unwrap_or(now),
+            from: number(fields, &["From", "CallFrom"]),
+            to: number(fields, &["To", "CallTo"]),
+            custom_field: attempt_id(present(fields, &["CustomField"])),
         })
     }
 }
 
 /// Exotel's `YYYY-MM-DD HH:mm:ss` carries no zone; it is India time.
-fn exotel_time(raw: &str) -> Result<DateTime<Utc>, String> {
+fn exotel_time(raw: &str) -> Option<DateTime<Utc>> {
     if let Ok(with_zone) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(with_zone.with_timezone(&Utc));
+        return Some(with_zone.with_timezone(&Utc));
     }
-    let naive = NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%d %H:%M:%S")
-        .map_err(|_| format!("{raw:?} is not a YYYY-MM-DD HH:mm:ss time"))?;
-    chrono_tz::Asia::Kolkata
-        .from_local_datetime(&naive)
-        .single()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| format!("{raw:?} is not a valid India time"))
+    let naive = NaiveDateTime::parse_from_str(raw.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
+    chrono_tz::Asia::Kolkata.from_local_datetime(&naive).single().map(|t| t.with_timezone(&Utc))
 }
 
 /// The Connect applet's answer: dial `number` (the agent, or an overflow's
@@ -223,12 +218,12 @@ mod tests {
 
     #[test]
     fn status_callbacks_parse_with_any_key_case() {
-        let body = br#"{"callsid":"b6cfaf9ef5ad11e4b9ea0ed8c0fd5a3d","STATUS":"no-answer","DateUpdated":"2026-11-21 10:00:00","ConversationDuration":0,"Legs":[{"Status":"no-answer"}],"CustomField":"attempt-7"}"#;
+        let body = br#"{"callsid":"b6cfaf9ef5ad11e4b9ea0ed8c0fd5a3d","STATUS":"no-answer","DateUpdated":"2026-11-21 10:00:00","ConversationDuration":0,"Legs":[{"Status":"no-answer"}],"CustomField":"0190f3c2-6a1e-7cc0-8d3e-6f1a2b3c4d5e"}"#;
         let fields = Fields::parse(None, Some("application/json"), body).unwrap();
         let status = StatusCallback::parse(&fields).unwrap();
         assert_eq!(status.status, CallStatus::NoAnswer);
         assert_eq!(status.updated_at.to_rfc3339(), "2026-11-21T04:30:00+00:00");
-        assert_eq!(status.custom_field.as_deref(), Some("attempt-7"));
+        assert_eq!(status.custom_field.as_deref(), Some("0190f3c2-6a1e-7cc0-8d3e-6f1a2b3c4d5e"));
     }
 
     #[test]

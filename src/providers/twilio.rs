@@ -14,8 +14,8 @@ use switchboard_jobs::calls::{CallStatus, Direction};
 use switchboard_jobs::route_call::BRIDGE_PARAM;
 use uuid::Uuid;
 
-use super::fields::Fields;
-use super::identifiers::{CallSid, Digits};
+use super::fields::{Fields, event_time, ignored_unless, seconds, url};
+use super::identifiers::{CallSid, Digits, RecordingSid, attempt_id, shown};
 use switchboard_jobs::phone::PhoneNumber;
 
 /// Why a request's signature was refused (logged; never the token).
@@ -241,11 +241,16 @@ fn required<'a>(fields: &'a Fields, name: &str) -> Result<&'a str, String> {
 }
 
 fn call_sid(fields: &Fields) -> Result<CallSid, String> {
-    CallSid::parse(required(fields, "CallSid")?)
+    CallSid::twilio(required(fields, "CallSid")?)
 }
 
-/// A caller id that is not a number (`anonymous`, `client:alice`) is withheld: `None`.
-fn caller(fields: &Fields, name: &str) -> Option<PhoneNumber> {
+fn call_status(raw: &str) -> Result<CallStatus, String> {
+    raw.parse().map_err(|_| format!("CallStatus={} is not a call status", shown(raw)))
+}
+
+/// A caller id that is not a number (`anonymous`, `client:alice`,
+/// `sip:alice@example.com`) is withheld: `None`, and the call goes on without it.
+pub fn caller(fields: &Fields, name: &str) -> Option<PhoneNumber> {
     fields.get(name).and_then(|raw| PhoneNumber::parse(raw).ok())
 }
 
@@ -256,11 +261,9 @@ fn direction(fields: &Fields) -> Direction {
     }
 }
 
-fn optional_int(fields: &Fields, name: &str) -> Result<Option<i32>, String> {
-    match fields.get(name).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(raw) => raw.parse().map(Some).map_err(|_| format!("{name}={raw:?} is not a whole number")),
-    }
+/// Twilio's RFC 2822 dates (`Fri, 20 Aug 2010 01:13:42 +0000`).
+fn rfc2822(raw: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc2822(raw).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// `POST /voice`: a call arrived at one of our numbers.
@@ -279,16 +282,17 @@ impl IncomingCall {
             call_sid: call_sid(fields)?,
             from: caller(fields, "From"),
             to: PhoneNumber::parse(required(fields, "To")?).map_err(|e| format!("To: {e}"))?,
-            status: fields.get("CallStatus").unwrap_or("ringing").parse()?,
+            status: call_status(fields.get("CallStatus").unwrap_or("ringing"))?,
             direction: direction(fields),
         })
     }
 }
 
-/// `POST /ivr`: what the caller pressed at a menu (`menu`, `attempt` in the query).
+/// `POST /ivr`: what the caller pressed at a menu (`menu`, `attempt` in our query).
 #[derive(Debug, Clone)]
 pub struct GatherResult {
     pub call_sid: CallSid,
+    /// `None` for silence, and for keys that are not keypad digits (ignored).
     pub digits: Option<Digits>,
     pub menu_id: i64,
     /// How many times this menu was offered before (0 the first time).
@@ -297,17 +301,21 @@ pub struct GatherResult {
 
 impl GatherResult {
     pub fn parse(fields: &Fields) -> Result<Self, String> {
-        let menu_id = required(fields, "menu")?.parse().map_err(|_| "menu is not a menu id".to_owned())?;
+        let menu_id = fields.query_param("menu").and_then(|m| m.parse().ok()).ok_or("menu is not a menu id")?;
+        let digits = Digits::parse(fields.get("Digits").unwrap_or_default());
+        let attempt = fields.query_param("attempt").and_then(|a| a.parse().ok()).filter(|a: &i32| *a >= 0);
         Ok(Self {
             call_sid: call_sid(fields)?,
-            digits: Digits::parse(fields.get("Digits").unwrap_or_default())?,
+            digits: ignored_unless("Digits", digits.ok()).flatten(),
             menu_id,
-            attempt: optional_int(fields, "attempt")?.unwrap_or(0).max(0),
+            attempt: attempt.unwrap_or(0),
         })
     }
 }
 
-/// `POST /status`: a call progress event.
+/// `POST /status`: a call progress event. Optional fields that are
+/// malformed or absurd (a negative duration, a date in year 9999) are
+/// ignored; the event is kept.
 #[derive(Debug, Clone)]
 pub struct StatusCallback {
     pub call_sid: CallSid,
@@ -324,36 +332,28 @@ pub struct StatusCallback {
     pub bridge_attempt: Option<Uuid>,
 }
 
+/// Twilio counts a call's callbacks from 0; a few dozen at most.
+const MAX_SEQUENCE: i32 = 1_000_000;
+
 impl StatusCallback {
     pub fn parse(fields: &Fields) -> Result<Self, String> {
-        let timestamp = match fields.get("Timestamp") {
-            Some(raw) => DateTime::parse_from_rfc2822(raw)
-                .map_err(|_| format!("Timestamp={raw:?} is not an RFC 2822 date"))?
-                .with_timezone(&Utc),
-            None => Utc::now(),
-        };
+        let now = Utc::now();
+        let sequence =
+            fields.get("SequenceNumber").map(|raw| raw.trim().parse().ok().filter(|s| (0..=MAX_SEQUENCE).contains(s)));
         Ok(Self {
             call_sid: call_sid(fields)?,
-            status: required(fields, "CallStatus")?.parse()?,
-            sequence: optional_int(fields, "SequenceNumber")?,
-            duration_secs: optional_int(fields, "CallDuration")?,
-            timestamp,
+            status: call_status(required(fields, "CallStatus")?)?,
+            sequence: sequence.and_then(|s| ignored_unless("SequenceNumber", s)),
+            duration_secs: seconds("CallDuration", fields.get("CallDuration")),
+            timestamp: event_time("Timestamp", fields.get("Timestamp"), rfc2822, now).unwrap_or(now),
             from: caller(fields, "From"),
             to: caller(fields, "To"),
             direction: direction(fields),
-            attempt_id: fields.get("attempt_id").filter(|v| !v.is_empty()).map(str::to_owned),
-            bridge_attempt: bridge_attempt(fields)?,
+            attempt_id: attempt_id(fields.query_param("attempt_id")),
+            bridge_attempt: fields
+                .query_param(BRIDGE_PARAM)
+                .and_then(|raw| ignored_unless(BRIDGE_PARAM, raw.parse().ok())),
         })
-    }
-}
-
-/// The bridge attempt named in our own callback URL (never in Twilio's body).
-fn bridge_attempt(fields: &Fields) -> Result<Option<Uuid>, String> {
-    match fields.query.iter().find(|(k, _)| k == BRIDGE_PARAM) {
-        None => Ok(None),
-        Some((_, raw)) => {
-            raw.parse().map(Some).map_err(|_| format!("{BRIDGE_PARAM}={raw:?} is not a bridge attempt id"))
-        }
     }
 }
 
@@ -361,25 +361,27 @@ fn bridge_attempt(fields: &Fields) -> Result<Option<Uuid>, String> {
 #[derive(Debug, Clone)]
 pub struct RecordingCallback {
     pub call_sid: CallSid,
-    pub recording_sid: String,
+    pub recording_sid: RecordingSid,
     pub recording_url: String,
-    /// `in-progress`, `completed` or `absent`.
+    /// `in-progress`, `completed`, `absent` or `failed`.
     pub status: String,
     pub duration_secs: Option<i32>,
 }
 
 impl RecordingCallback {
     pub fn parse(fields: &Fields) -> Result<Self, String> {
-        let recording_sid = required(fields, "RecordingSid")?;
-        if !recording_sid.chars().all(|c| c.is_ascii_alphanumeric()) {
-            return Err(format!("RecordingSid={recording_sid:?} is not a recording id"));
+        let raw_url = required(fields, "RecordingUrl")?;
+        let recording_url = url(raw_url).ok_or_else(|| format!("RecordingUrl={} is not a URL", shown(raw_url)))?;
+        let status = required(fields, "RecordingStatus")?;
+        if status.len() > 32 || !status.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
+            return Err(format!("RecordingStatus={} is not a recording status", shown(status)));
         }
         Ok(Self {
             call_sid: call_sid(fields)?,
-            recording_sid: recording_sid.to_owned(),
-            recording_url: required(fields, "RecordingUrl")?.to_owned(),
-            status: required(fields, "RecordingStatus")?.to_owned(),
-            duration_secs: optional_int(fields, "RecordingDuration")?,
+            recording_sid: RecordingSid::parse(required(fields, "RecordingSid")?)?,
+            recording_url,
+            status: status.to_owned(),
+            duration_secs: seconds("RecordingDuration", fields.get("RecordingDuration")),
         })
     }
 }

@@ -22,6 +22,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{field}: {message}")]
     Validation { field: String, message: String },
+    /// The request is bigger than this endpoint takes (bytes or fields).
+    #[error("{0}")]
+    TooLarge(String),
     /// The database is unreachable or going away: the caller should retry later.
     #[error("temporarily unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -37,6 +40,15 @@ impl ApiError {
     /// `raw` parsed as an E.164 number, or a 422 naming `field`.
     pub fn e164(field: &str, raw: &str) -> Result<PhoneNumber, Self> {
         PhoneNumber::parse(raw).map_err(|e| Self::validation(field, e))
+    }
+}
+
+impl From<crate::providers::fields::FieldsError> for ApiError {
+    fn from(error: crate::providers::fields::FieldsError) -> Self {
+        match error {
+            crate::providers::fields::FieldsError::TooMany => Self::TooLarge(error.to_string()),
+            crate::providers::fields::FieldsError::Malformed(message) => Self::BadRequest(message),
+        }
     }
 }
 
@@ -67,6 +79,7 @@ impl IntoResponse for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

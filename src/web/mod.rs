@@ -11,12 +11,14 @@ mod error;
 mod health;
 mod jobs_api;
 mod leads_api;
+pub mod limits;
 mod metrics;
 mod openapi;
 mod params;
 mod recordings_api;
 mod rejections;
 mod scheduled_calls_api;
+mod serve;
 mod transcripts_api;
 mod webhooks;
 
@@ -32,6 +34,7 @@ use crate::config::WebhookConfig;
 
 pub use error::ApiError;
 pub(crate) use params::Params;
+pub use serve::serve_with;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -43,11 +46,19 @@ pub struct AppState {
     pub recordings: Option<Arc<crate::storage::RecordingStorage>>,
     /// How provider webhooks are authenticated and answered; all closed by default.
     pub webhooks: Arc<WebhookConfig>,
+    /// The in-flight cap and deadlines (`WEB_*`).
+    pub gate: limits::Gate,
 }
 
 impl AppState {
     pub fn new(pool: PgPool, api_tokens: Vec<String>) -> Self {
-        Self { pool, api_tokens: Arc::new(api_tokens), recordings: None, webhooks: Arc::default() }
+        Self {
+            pool,
+            api_tokens: Arc::new(api_tokens),
+            recordings: None,
+            webhooks: Arc::default(),
+            gate: limits::Gate::default(),
+        }
     }
 
     pub fn with_recordings(self, recordings: Arc<crate::storage::RecordingStorage>) -> Self {
@@ -56,6 +67,10 @@ impl AppState {
 
     pub fn with_webhooks(self, webhooks: WebhookConfig) -> Self {
         Self { webhooks: Arc::new(webhooks), ..self }
+    }
+
+    pub fn with_limits(self, limits: limits::Limits) -> Self {
+        Self { gate: limits::Gate::new(limits), ..self }
     }
 }
 
@@ -82,19 +97,17 @@ pub fn app(state: AppState, body_limit_bytes: usize) -> Router {
         .layer(axum::middleware::from_fn(metrics::track_request))
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::guard))
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `stop` resolves, then finishes in-flight requests.
+/// Serves `app` on `listener` until `stop` resolves, with the default limits.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "web listening");
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(stop)
-        .await
+    serve_with(listener, app, stop, &limits::Limits::default()).await
 }
 
 async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {

@@ -7,6 +7,7 @@ mod cli;
 mod console;
 mod demo;
 mod health;
+mod hostile;
 mod inbound;
 mod outbound;
 mod processes;

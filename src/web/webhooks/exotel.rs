@@ -24,6 +24,7 @@ use super::{RawEvent, department_for_number, queue_and_route, store_event};
 use crate::ivr::{self, Step};
 use crate::providers::exotel::{self, FlowRequest, Gate, StatusCallback};
 use crate::providers::fields::Fields;
+use crate::web::limits::begin_webhook;
 use crate::web::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -77,8 +78,7 @@ impl Incoming {
             return Err(ApiError::Forbidden("forbidden".into()));
         }
         let content_type = self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let fields =
-            Fields::parse_any(self.uri.query(), content_type, self.body.clone()).await.map_err(ApiError::BadRequest)?;
+        let fields = Fields::parse_any(self.uri.query(), content_type, self.body.clone()).await?;
         Ok(Admitted { uri: self.uri, headers: self.headers, body: self.body, fields })
     }
 }
@@ -127,7 +127,7 @@ async fn passthru(State(state): State<AppState>, incoming: Incoming) -> Result<R
     let flow = FlowRequest::parse(&request.fields).map_err(ApiError::BadRequest)?;
     let sid = flow.call_sid.as_str();
     let pressed = flow.digits.as_ref().map_or("", |d| d.as_str());
-    let mut tx = state.pool.begin().await?;
+    let mut tx = begin_webhook(&state).await?;
     let fresh = store_event(&mut tx, &request.event("voice", sid, format!("voice:{sid}:{pressed}"))).await?;
     let call_id = calls::upsert(&mut tx, &seen(&flow, CallStatus::InProgress)).await?;
     let menu = match &flow.to {
@@ -166,7 +166,7 @@ async fn connect(State(state): State<AppState>, incoming: Incoming) -> Result<Re
     let request = incoming.admit(&state).await?;
     let flow = FlowRequest::parse(&request.fields).map_err(ApiError::BadRequest)?;
     let sid = flow.call_sid.as_str();
-    let mut tx = state.pool.begin().await?;
+    let mut tx = begin_webhook(&state).await?;
     let fresh = store_event(&mut tx, &request.event("connect", sid, format!("connect:{sid}"))).await?;
     let call_id = calls::upsert(&mut tx, &seen(&flow, CallStatus::Ringing)).await?;
     let department = department_of(&mut tx, call_id, request.fields.get("department"), flow.to.as_ref()).await?;
@@ -258,7 +258,7 @@ async fn status(State(state): State<AppState>, incoming: Incoming) -> Result<Res
     let request = incoming.admit(&state).await?;
     let event = StatusCallback::parse(&request.fields).map_err(ApiError::BadRequest)?;
     let sid = event.call_sid.as_str();
-    let mut tx = state.pool.begin().await?;
+    let mut tx = begin_webhook(&state).await?;
     if store_event(&mut tx, &request.event("status", sid, format!("status:{sid}:{}", event.status))).await? {
         let direction = match request.fields.get_ignore_case("Direction") {
             Some(d) if d.starts_with("outbound") => Direction::Outbound,

@@ -25,13 +25,16 @@ pub struct RecordingFacts {
 /// the callee of an outbound one. A recording of the agent leg `route-call`
 /// placed (Twilio records that leg) belongs to the caller's call it bridged.
 pub async fn recording_ready(conn: &mut PgConnection, facts: &RecordingFacts) -> Result<(), sqlx::Error> {
+    // A number stored before numbers were parsed at the edge (`anonymous`)
+    // is no number: the recording is kept, without a customer phone.
     let (call_sid, customer_phone): (String, Option<String>) = sqlx::query_as(
-        "SELECT coalesce(caller.call_sid, c.call_sid),
-                CASE WHEN caller.id IS NOT NULL THEN caller.from_number
-                     WHEN c.direction = 'inbound' THEN c.from_number ELSE c.to_number END
-         FROM calls c
-         LEFT JOIN calls caller ON caller.provider = c.provider AND caller.bridge_call_sid = c.call_sid
-         WHERE c.id = $1",
+        r"SELECT call_sid, CASE WHEN phone ~ '^\+[1-9][0-9]{6,14}$' THEN phone END
+         FROM (SELECT coalesce(caller.call_sid, c.call_sid) AS call_sid,
+                      CASE WHEN caller.id IS NOT NULL THEN caller.from_number
+                           WHEN c.direction = 'inbound' THEN c.from_number ELSE c.to_number END AS phone
+               FROM calls c
+               LEFT JOIN calls caller ON caller.provider = c.provider AND caller.bridge_call_sid = c.call_sid
+               WHERE c.id = $1) AS call",
     )
     .bind(facts.call_id)
     .fetch_optional(&mut *conn)

@@ -10,6 +10,7 @@ mod handoffs;
 mod twilio;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
@@ -19,8 +20,11 @@ use switchboard_jobs::route_call;
 
 use super::AppState;
 
+/// The largest webhook body: Twilio's and Exotel's are a few kilobytes.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(twilio::routes()).merge(exotel::routes())
+    Router::new().merge(twilio::routes()).merge(exotel::routes()).layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
 }
 
 /// `path` fit for a log line: the secret segment of Exotel's paths masked.
@@ -31,7 +35,9 @@ pub fn loggable_path(path: &str) -> String {
     }
 }
 
-/// Request headers worth keeping with the raw event (never credentials).
+/// Request headers worth keeping with the raw event (never credentials), each
+/// when no longer than [`MAX_KEPT_HEADER`]: they are unsigned, and a 60 kB
+/// idempotency token must not be stored as is.
 const KEPT_HEADERS: [&str; 6] = [
     "content-type",
     "user-agent",
@@ -40,6 +46,7 @@ const KEPT_HEADERS: [&str; 6] = [
     "exotel-version",
     "x-twilio-webhooks-signature-settings",
 ];
+const MAX_KEPT_HEADER: usize = 256;
 
 /// A webhook as received, about to be stored.
 struct RawEvent<'a> {
@@ -57,7 +64,9 @@ struct RawEvent<'a> {
 async fn store_event(conn: &mut PgConnection, event: &RawEvent<'_>) -> Result<bool, sqlx::Error> {
     let headers: Map<String, Value> = KEPT_HEADERS
         .iter()
-        .filter_map(|name| event.headers.get(*name).and_then(|v| v.to_str().ok()).map(|v| (name.to_string(), v.into())))
+        .filter_map(|name| event.headers.get(*name).and_then(|v| v.to_str().ok()).map(|v| (name.to_string(), v)))
+        .filter(|(_, value)| value.len() <= MAX_KEPT_HEADER)
+        .map(|(name, value)| (name, value.into()))
         .collect();
     let stored: Option<i64> = sqlx::query_scalar(
         "INSERT INTO webhook_events (provider, endpoint, dedupe_key, call_sid, headers, query, body)
@@ -71,10 +80,17 @@ async fn store_event(conn: &mut PgConnection, event: &RawEvent<'_>) -> Result<bo
     .bind(event.call_sid)
     .bind(Value::Object(headers))
     .bind(event.query)
-    .bind(String::from_utf8_lossy(event.body))
+    .bind(storable_text(event.body))
     .fetch_optional(conn)
     .await?;
     Ok(stored.is_some())
+}
+
+/// The raw body as text a column can hold: bytes that are not UTF-8, and
+/// NUL (which PostgreSQL text refuses), become U+FFFD. Form bodies carry NUL
+/// only percent-encoded, so they are stored exactly.
+fn storable_text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).replace('\0', "\u{FFFD}")
 }
 
 /// Puts the call in `department_id`'s queue and enqueues its `route-call` (one per call).

@@ -18,10 +18,13 @@ use super::handoffs::{self, AttemptStatus, RecordingFacts};
 use super::{RawEvent, department_for_number, queue_and_route, store_event};
 use crate::ivr::{self, Step};
 use crate::providers::fields::{self, Fields};
+use crate::providers::identifiers::CallSid;
 use crate::providers::twilio::{
-    GatherResult, IncomingCall, Payload, RecordingCallback, RequestValidator, SIGNATURE_SETTINGS_HEADER, StatusCallback,
+    GatherResult, IncomingCall, Payload, RecordingCallback, RequestValidator, SIGNATURE_SETTINGS_HEADER,
+    StatusCallback, caller,
 };
 use crate::providers::twiml;
+use crate::web::limits::begin_webhook;
 use crate::web::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -43,19 +46,14 @@ struct Signed {
 }
 
 impl Signed {
-    /// Twilio's retry token when present, else the business key.
-    fn dedupe_key(&self, business_key: String) -> String {
-        match self.headers.get("i-twilio-idempotency-token").and_then(|v| v.to_str().ok()) {
-            Some(token) if !token.is_empty() => format!("token:{token}"),
-            _ => business_key,
-        }
-    }
-
-    fn event<'a>(&'a self, endpoint: &'static str, call_sid: &'a str, business_key: String) -> RawEvent<'a> {
+    /// Dedupe keys are the signed business keys (`status:{sid}:{sequence}`):
+    /// the unsigned `I-Twilio-Idempotency-Token` header only travels with the
+    /// stored event, so a replay under a fresh token is still a duplicate.
+    fn event<'a>(&'a self, endpoint: &'static str, call_sid: &'a str, dedupe_key: String) -> RawEvent<'a> {
         RawEvent {
             provider: Provider::Twilio,
             endpoint,
-            dedupe_key: self.dedupe_key(business_key),
+            dedupe_key,
             call_sid,
             headers: &self.headers,
             query: self.uri.query().unwrap_or_default(),
@@ -64,8 +62,9 @@ impl Signed {
     }
 }
 
-/// Checks `X-Twilio-Signature` over `PUBLIC_BASE_URL` + path + query (with the
-/// auth token, or the SharedKey `X-Twilio-Webhooks-Signature-Settings` names), then parses.
+/// Parses (at most `MAX_FIELDS`, 413 above), then checks `X-Twilio-Signature`
+/// over `PUBLIC_BASE_URL` + path + query (with the auth token, or the
+/// SharedKey `X-Twilio-Webhooks-Signature-Settings` names).
 fn authenticate(state: &AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Signed, ApiError> {
     let path = uri.path().to_owned();
     let refuse = |reason: &dyn std::fmt::Display| {
@@ -77,19 +76,13 @@ fn authenticate(state: &AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> 
     };
     let url = format!("{}{}", twilio.public_base_url, uri.path_and_query().map_or("", |pq| pq.as_str()));
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let form: Vec<(String, String)>;
-    let payload = if fields::is_json(content_type) {
-        Payload::Body(&body)
-    } else {
-        form = url::form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        Payload::Form(&form)
-    };
+    let fields = Fields::parse(uri.query(), content_type, &body)?;
+    let payload = if fields::is_json(content_type) { Payload::Body(&body) } else { Payload::Form(&fields.body) };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     RequestValidator::new(&twilio.auth_token)
         .with_shared_keys(state.webhooks.twilio_shared_keys.clone())
         .validate_with_settings(&url, payload, header("x-twilio-signature"), header(SIGNATURE_SETTINGS_HEADER))
         .map_err(|e| refuse(&e))?;
-    let fields = Fields::parse(uri.query(), content_type, &body).map_err(ApiError::BadRequest)?;
     Ok(Signed { uri, headers, body, fields })
 }
 
@@ -101,7 +94,7 @@ async fn voice(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body
     let request = authenticate(&state, uri, headers, body)?;
     let call = IncomingCall::parse(&request.fields).map_err(ApiError::BadRequest)?;
     let sid = call.call_sid.as_str();
-    let mut tx = state.pool.begin().await?;
+    let mut tx = begin_webhook(&state).await?;
     let fresh = store_event(&mut tx, &request.event("voice", sid, format!("voice:{sid}"))).await?;
     let call_id = calls::upsert(
         &mut tx,
@@ -143,7 +136,7 @@ async fn ivr_choice(
     let sid = choice.call_sid.as_str();
     let pressed = choice.digits.as_ref().map_or("", |d| d.as_str());
     let key = format!("ivr:{sid}:{}:{}:{pressed}", choice.menu_id, choice.attempt);
-    let mut tx = state.pool.begin().await?;
+    let mut tx = begin_webhook(&state).await?;
     let fresh = store_event(&mut tx, &request.event("ivr", sid, key)).await?;
     let menu = ivr::menu(&mut tx, choice.menu_id)
         .await?
@@ -168,12 +161,13 @@ async fn ivr_choice(
 /// The call row for a request that may be the first we hear of the call.
 async fn call_seen(conn: &mut PgConnection, fields: &Fields, sid: &str) -> Result<i64, sqlx::Error> {
     let status = fields.get("CallStatus").and_then(|s| s.parse().ok()).unwrap_or(CallStatus::InProgress);
+    let (from, to) = (caller(fields, "From"), caller(fields, "To"));
     let seen = CallSeen {
         provider: Provider::Twilio,
         call_sid: sid,
         direction: Direction::Inbound,
-        from: fields.get("From"),
-        to: fields.get("To"),
+        from: from.as_ref().map(|n| n.as_str()),
+        to: to.as_ref().map(|n| n.as_str()),
         status,
         attempt_id: None,
     };
@@ -193,7 +187,7 @@ async fn status(
         Some(sequence) => format!("status:{sid}:{sequence}"),
         None => format!("status:{sid}:{}", event.status),
     };
-    let mut tx = state.pool.begin().await?;
+    let mut tx = begin_webhook(&state).await?;
     if store_event(&mut tx, &request.event("status", sid, key)).await? {
         let leg = LegStatus { attempt: event.bridge_attempt, call_sid: sid, status: event.status };
         if !route_call::apply_leg_status(&mut tx, &leg).await? {
@@ -243,8 +237,8 @@ async fn recording(
     let request = authenticate(&state, uri, headers, body)?;
     let event = RecordingCallback::parse(&request.fields).map_err(ApiError::BadRequest)?;
     let sid = event.call_sid.as_str();
-    let key = format!("recording:{}:{}", event.recording_sid, event.status);
-    let mut tx = state.pool.begin().await?;
+    let key = format!("recording:{}:{}", event.recording_sid.as_str(), event.status);
+    let mut tx = begin_webhook(&state).await?;
     if store_event(&mut tx, &request.event("recording", sid, key)).await? {
         // An agent leg's recording belongs to the caller's call it bridged.
         let call_id = match route_call::caller_of_leg(&mut tx, sid).await? {
@@ -256,7 +250,7 @@ async fn recording(
                 provider: Provider::Twilio,
                 call_id,
                 call_sid: sid.to_owned(),
-                recording_sid: Some(event.recording_sid),
+                recording_sid: Some(event.recording_sid.as_str().to_owned()),
                 recording_url: event.recording_url,
                 duration_secs: event.duration_secs,
             };
@@ -276,11 +270,12 @@ async fn overflow(
 ) -> Result<Response, ApiError> {
     let request = authenticate(&state, uri, headers, body)?;
     let sid = request.fields.get("CallSid").ok_or_else(|| ApiError::BadRequest("CallSid is missing".into()))?;
+    let sid = CallSid::twilio(sid).map_err(ApiError::BadRequest)?;
     let action: Option<(String, Option<String>)> = sqlx::query_as(
         "SELECT d.overflow_action, d.overflow_number FROM calls c JOIN departments d ON d.id = c.department_id
          WHERE c.provider = 'twilio' AND c.call_sid = $1",
     )
-    .bind(sid)
+    .bind(sid.as_str())
     .fetch_optional(&state.pool)
     .await?;
     let answer = match action {

@@ -201,30 +201,6 @@ async fn duplicate_webhook_twice_and_ten_times_concurrently_stores_one_event_and
     assert_eq!(route_jobs(&pool).await, 2);
 }
 
-#[sqlx::test(migrations = false)]
-async fn idempotency_token_is_the_dedupe_key_when_present(pool: PgPool) {
-    migrate(&pool).await;
-    let app = spawn_app_with(&pool, webhooks()).await;
-    let sid = call_sid(1);
-    let status = |sequence: &'static str| {
-        vec![("CallSid", sid.clone()), ("CallStatus", "ringing".to_owned()), ("SequenceNumber", sequence.to_owned())]
-    };
-
-    for (token, sequence) in [("tok-1", "1"), ("tok-1", "1"), ("tok-2", "1")] {
-        let params = status(sequence);
-        let response = twilio_post(&app, "/webhooks/twilio/status", &borrowed(&params))
-            .header("I-Twilio-Idempotency-Token", token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-    }
-
-    let keys: Vec<String> =
-        sqlx::query_scalar("SELECT dedupe_key FROM webhook_events ORDER BY id").fetch_all(&pool).await.unwrap();
-    assert_eq!(keys, ["token:tok-1", "token:tok-2"]);
-}
-
 async fn post_status(app: &crate::support::TestApp, sid: &str, status: &str, sequence: i32) {
     let params = vec![
         ("CallSid", sid.to_owned()),

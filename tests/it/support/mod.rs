@@ -123,8 +123,13 @@ pub async fn spawn_app_with(pool: &PgPool, webhooks: WebhookConfig) -> TestApp {
 
 /// The web app over a state the test built (with recordings, webhooks...).
 pub async fn serve_state(pool: &PgPool, state: AppState) -> TestApp {
+    serve_state_with_limit(pool, state, 64 * 1024).await
+}
+
+/// [`serve_state`] with the API's body limit (`BODY_LIMIT_BYTES`) at `body_limit_bytes`.
+pub async fn serve_state_with_limit(pool: &PgPool, state: AppState, body_limit_bytes: usize) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
     let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
-    tokio::spawn(web::serve(listener, web::app(state, 64 * 1024), std::future::pending()));
+    tokio::spawn(web::serve(listener, web::app(state, body_limit_bytes), std::future::pending()));
     TestApp { base_url, client: reqwest::Client::new(), pool: pool.clone() }
 }

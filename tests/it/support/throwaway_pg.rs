@@ -100,6 +100,26 @@ impl ThrowawayPg {
         self.pg_ctl_start();
     }
 
+    /// Freezes every process of the server (SIGSTOP): connections stay open
+    /// and nothing answers, as when the network drops packets. [`thaw`](Self::thaw) ends it.
+    pub fn freeze(&self) {
+        assert!(self.signal_every_process("STOP"), "could not freeze the server");
+    }
+
+    pub fn thaw(&self) {
+        assert!(self.signal_every_process("CONT"), "could not thaw the server");
+    }
+
+    /// Sends `signal` to the postmaster and its children; false when it could not.
+    fn signal_every_process(&self, signal: &str) -> bool {
+        let Ok(pid_file) = std::fs::read_to_string(self.data_dir().join("postmaster.pid")) else { return false };
+        let Some(postmaster) = pid_file.lines().next().map(|pid| pid.trim().to_owned()) else { return false };
+        let children = Command::new("pgrep").args(["-P", &postmaster]).output().map(|o| o.stdout).unwrap_or_default();
+        let mut pids: Vec<String> = String::from_utf8_lossy(&children).split_whitespace().map(str::to_owned).collect();
+        pids.push(postmaster);
+        Command::new("kill").arg(format!("-{signal}")).args(&pids).status().is_ok_and(|s| s.success())
+    }
+
     /// Runs one SQL command through `psql` (as the superuser, database `postgres`).
     pub fn psql(&self, sql: &str) -> String {
         let output = Command::new(self.bin.join("psql"))
@@ -114,6 +134,8 @@ impl ThrowawayPg {
 
 impl Drop for ThrowawayPg {
     fn drop(&mut self) {
+        // A frozen server would never hear pg_ctl's stop.
+        self.signal_every_process("CONT");
         let _ =
             server_command(&self.bin, "pg_ctl").args(["stop", "-m", "immediate", "-D"]).arg(self.data_dir()).output();
     }

@@ -1,0 +1,5 @@
+//! Hostile input and overload (issue 10): what an outsider, or a provider
+//! having a bad day, can send, and what must hold when they do.
+
+mod overload;
+mod webhooks;

@@ -1,0 +1,201 @@
+//! Overload and slow clients: a full web sheds at once, slow headers and
+//! bodies are cut off, every request has a deadline, webhooks wait briefly for
+//! the pool, and the web stops within its own deadline even while the
+//! database is blackholed.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use switchboard::web::limits::Limits;
+use switchboard::web::{self, AppState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::inbound::world::*;
+use crate::support::throwaway_pg::{ThrowawayPg, free_port};
+use crate::support::{TestApp, binary, migrate, wait_until};
+
+/// Far longer than anything here should take; only a broken limit reaches it.
+const NEVER: Duration = Duration::from_secs(30);
+
+/// Limits with everything long except what a test shortens.
+fn limits() -> Limits {
+    Limits {
+        max_in_flight: 64,
+        header_read_timeout: Duration::from_secs(60),
+        body_read_timeout: Duration::from_secs(60),
+        request_deadline: Duration::from_secs(60),
+        webhook_pool_wait: Duration::from_secs(60),
+        shutdown_deadline: Duration::from_secs(20),
+    }
+}
+
+async fn serve(pool: &PgPool, limits: Limits) -> TestApp {
+    let state = AppState::new(pool.clone(), vec![]).with_webhooks(webhooks()).with_limits(limits.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        web::serve_with(listener, web::app(state, 64 * 1024), std::future::pending(), &limits).await
+    });
+    TestApp { base_url, client: reqwest::Client::new(), pool: pool.clone() }
+}
+
+/// A connection that sent a request's headers and 2 of its 100 body bytes.
+async fn half_sent_request(base_url: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(base_url.trim_start_matches("http://")).await.unwrap();
+    let head = "POST /webhooks/twilio/status HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nCa";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Everything the server sends until it closes the connection.
+async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(NEVER, stream.read_to_end(&mut answer)).await.expect("the server ends the connection").ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_full_web_answers_503_with_retry_after_at_once_and_healthz_still_answers(pool: PgPool) {
+    migrate(&pool).await;
+    let app = serve(&pool, Limits { max_in_flight: 2, ..limits() }).await;
+    let held = [half_sent_request(&app.base_url).await, half_sent_request(&app.base_url).await];
+    let readyz = format!("{}/readyz", app.base_url);
+
+    let shed = std::sync::Mutex::new(None);
+    wait_until(NEVER, "a request to be shed", || async {
+        let response = app.client.get(&readyz).send().await.unwrap();
+        let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        let refused = response.status() == 503 && retry_after.is_some();
+        *shed.lock().unwrap() = retry_after;
+        refused
+    })
+    .await;
+    let healthz = app.client.get(format!("{}/healthz", app.base_url)).send().await.unwrap();
+    drop(held);
+
+    assert_eq!(shed.into_inner().unwrap().as_deref(), Some("1"));
+    assert_eq!(healthz.status(), 200);
+    wait_until(NEVER, "room again once the held requests are gone", || async {
+        app.client.get(&readyz).send().await.unwrap().status() == 200
+    })
+    .await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_body_that_stops_arriving_is_answered_408(pool: PgPool) {
+    migrate(&pool).await;
+    let app = serve(&pool, Limits { body_read_timeout: Duration::from_millis(200), ..limits() }).await;
+
+    let mut stream = half_sent_request(&app.base_url).await;
+    let answer = read_to_close(&mut stream).await;
+
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(!stored_anything(&pool).await);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_client_that_trickles_its_headers_is_disconnected(pool: PgPool) {
+    migrate(&pool).await;
+    let app = serve(&pool, Limits { header_read_timeout: Duration::from_millis(200), ..limits() }).await;
+    let mut stream = TcpStream::connect(app.base_url.trim_start_matches("http://")).await.unwrap();
+
+    stream.write_all(b"POST /webhooks/twilio/status HTTP/1.1\r\nHo").await.unwrap();
+    let answer = read_to_close(&mut stream).await;
+
+    assert!(!answer.starts_with("HTTP/1.1 2"), "{answer}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_request_past_its_deadline_is_answered_503_with_retry_after(pool: PgPool) {
+    migrate(&pool).await;
+    department(&pool, "sales", "round_robin", Some("+918041234567"), 600).await;
+    let mut config = webhooks();
+    config.exotel_connect_deadline = Duration::from_secs(60);
+    let state = AppState::new(pool.clone(), vec![]).with_webhooks(config);
+    let limits = Limits { request_deadline: Duration::from_millis(300), ..limits() };
+    let app = crate::support::serve_state(&pool, state.with_limits(limits)).await;
+    let connect = format!(
+        "{}/webhooks/exotel/{EXOTEL_SECRET}/connect?CallSid=e6cfaf9ef5ad11e4b9ea0ed8c0fd5a3d&CallFrom=09876543210&CallTo=08041234567",
+        app.base_url
+    );
+
+    let response = app.client.get(connect).timeout(NEVER).send().await.unwrap();
+
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_webhook_waits_only_briefly_for_a_pooled_connection(pool: PgPool) {
+    migrate(&pool).await;
+    let options = (*pool.connect_options()).clone();
+    let one =
+        PgPoolOptions::new().max_connections(1).acquire_timeout(Duration::from_secs(120)).connect_lazy_with(options);
+    let state = AppState::new(one.clone(), vec![]).with_webhooks(webhooks());
+    let app = crate::support::serve_state(
+        &pool,
+        state.with_limits(Limits { webhook_pool_wait: Duration::from_millis(100), ..limits() }),
+    )
+    .await;
+    let held = one.acquire().await.unwrap();
+    let sid = call_sid(1);
+
+    let response = twilio_post(&app, "/webhooks/twilio/status", &[("CallSid", &sid), ("CallStatus", "ringing")])
+        .timeout(NEVER)
+        .send()
+        .await
+        .unwrap();
+    drop(held);
+
+    assert_eq!(response.status(), 503);
+    assert!(!stored_anything(&pool).await);
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_web_exits_within_its_shutdown_deadline_with_the_database_blackholed_and_a_client_stalled(pool: PgPool) {
+    let database = ThrowawayPg::start();
+    let migrated = binary::command(&pool, &["migrate"]).env("DATABASE_URL", database.url()).output().await.unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let direct = PgPoolOptions::new().max_connections(1).connect(&database.url()).await.unwrap();
+    department(&direct, "sales", "round_robin", Some("+918041234567"), 600).await;
+    let port = free_port();
+    let mut web = binary::command(&pool, &["web"])
+        .env("DATABASE_URL", database.url())
+        .env("PORT", port.to_string())
+        .env("EXOTEL_WEBHOOK_SECRET", EXOTEL_SECRET)
+        .env("EXOTEL_CONNECT_DEADLINE", "60s")
+        .env("WEB_REQUEST_DEADLINE", "60s")
+        .env("WEB_BODY_READ_TIMEOUT", "60s")
+        .env("WEB_SHUTDOWN_DEADLINE", "2s")
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until(NEVER, "the web to answer", || async { client.get(format!("{base}/healthz")).send().await.is_ok() })
+        .await;
+    let connect = client
+        .get(format!(
+            "{base}/webhooks/exotel/{EXOTEL_SECRET}/connect?CallSid=f6cfaf9ef5ad11e4b9ea0ed8c0fd5a3d&CallFrom=09876543210&CallTo=08041234567"
+        ))
+        .send();
+    let in_flight = tokio::spawn(connect);
+    wait_until(NEVER, "the call to wait for an agent", || async {
+        crate::support::count(&direct, "SELECT count(*) FROM calls WHERE routing_state = 'waiting'").await == 1
+    })
+    .await;
+    direct.close().await;
+
+    let stalled = half_sent_request(&base).await;
+
+    database.freeze();
+    assert_eq!(binary::send_signal(web.id().unwrap(), "TERM"), 0);
+    let exited = tokio::time::timeout(Duration::from_secs(15), web.wait()).await;
+    database.thaw();
+
+    let status = exited.expect("the web exits within its shutdown deadline").unwrap();
+    assert!(status.success(), "exit status {status}");
+    in_flight.abort();
+    drop(stalled);
+}
