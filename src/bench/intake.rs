@@ -4,7 +4,9 @@
 //! transaction per webhook: the database's own ceiling at the same
 //! concurrency; then at a fixed rate of half the best level's (open loop: a
 //! request every 1/rate s whatever the answers do), for latency below
-//! saturation. Run it with
+//! saturation; then, with `--overload`, at several times the best level's
+//! rate: how many requests the web shed (503), the p99 of those it accepted
+//! and its peak memory. Run it with
 //! the web's environment (`DATABASE_URL`, `TWILIO_*`, `PUBLIC_BASE_URL`)
 //! against a database meant for benchmarks: every request stores a new call.
 
@@ -39,6 +41,22 @@ pub struct IntakeArgs {
     /// Skip the pgbench comparison.
     #[arg(long)]
     no_pgbench: bool,
+    /// Multiples of the best level's rate to offer open loop, far beyond what
+    /// the web can take (e.g. `--overload 10`).
+    #[arg(long, value_delimiter = ',')]
+    overload: Vec<f64>,
+}
+
+/// A client gives up on a request after this (Twilio: 15 s).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What became of one request.
+enum Answer {
+    Accepted(Duration),
+    /// 503: the web refused it to stay responsive.
+    Shed,
+    /// Anything else: an error status, a reset, a client timeout.
+    Failed,
 }
 
 /// One level's outcome.
@@ -46,6 +64,7 @@ struct Level {
     /// `clients N`, or `rate R/s` for the fixed-rate run.
     load: String,
     ok: usize,
+    shed: usize,
     failed: usize,
     per_second: f64,
     p50: Duration,
@@ -68,9 +87,10 @@ pub async fn run(args: IntakeArgs) -> anyhow::Result<()> {
         levels.push(level);
     }
     let best = levels.iter().map(|l| l.per_second).fold(0.0, f64::max);
-    if args.fixed_rate_share > 0.0 && best > 0.0 {
-        let rate = best * args.fixed_rate_share;
-        let (mut level, rss) = with_peak_rss(args.web_pid, open_loop(&sender, rate, args.duration)).await;
+    let shares = (args.fixed_rate_share > 0.0).then_some(args.fixed_rate_share).into_iter().chain(args.overload);
+    for share in shares.filter(|_| best > 0.0) {
+        let (mut level, rss) = with_peak_rss(args.web_pid, open_loop(&sender, best * share, args.duration)).await;
+        level.load = format!("{share}x best: {}", level.load);
         level.rss_kib = rss;
         levels.push(level);
     }
@@ -104,7 +124,7 @@ struct Sender {
 impl Sender {
     fn new(url: &str, twilio: &TwilioConfig, connections: usize) -> anyhow::Result<Self> {
         Ok(Self {
-            client: reqwest::Client::builder().pool_max_idle_per_host(connections).build()?,
+            client: reqwest::Client::builder().pool_max_idle_per_host(connections).timeout(CLIENT_TIMEOUT).build()?,
             target: format!("{}/webhooks/twilio/status", url.trim_end_matches('/')),
             signed_url: format!("{}/webhooks/twilio/status", twilio.public_base_url),
             validator: RequestValidator::new(&twilio.auth_token),
@@ -112,8 +132,8 @@ impl Sender {
         })
     }
 
-    /// One webhook; its latency when the web accepted it.
-    async fn send(&self) -> Option<Duration> {
+    /// One webhook, and what became of it.
+    async fn send(&self) -> Answer {
         let sid = format!("CA{:032x}", self.next_call.fetch_add(1, Ordering::Relaxed));
         let params: Vec<(String, String)> =
             [("CallSid", sid.as_str()), ("CallStatus", "completed"), ("SequenceNumber", "0")]
@@ -124,7 +144,11 @@ impl Sender {
         let sent = Instant::now();
         let response =
             self.client.post(&self.target).header("X-Twilio-Signature", signature).form(&params).send().await;
-        response.is_ok_and(|r| r.status().is_success()).then(|| sent.elapsed())
+        match response.map(|r| r.status()) {
+            Ok(status) if status.is_success() => Answer::Accepted(sent.elapsed()),
+            Ok(reqwest::StatusCode::SERVICE_UNAVAILABLE) => Answer::Shed,
+            _ => Answer::Failed,
+        }
     }
 }
 
@@ -161,9 +185,11 @@ async fn open_loop(sender: &Arc<Sender>, rate: f64, duration: Duration) -> Level
 }
 
 impl Level {
-    fn of(load: String, answers: Vec<Option<Duration>>, elapsed: Duration) -> Self {
-        let failed = answers.iter().filter(|a| a.is_none()).count();
-        let mut latencies: Vec<Duration> = answers.into_iter().flatten().collect();
+    fn of(load: String, answers: Vec<Answer>, elapsed: Duration) -> Self {
+        let count = |wanted: fn(&Answer) -> bool| answers.iter().filter(|a| wanted(a)).count();
+        let (shed, failed) = (count(|a| matches!(a, Answer::Shed)), count(|a| matches!(a, Answer::Failed)));
+        let mut latencies: Vec<Duration> =
+            answers.into_iter().filter_map(|a| if let Answer::Accepted(at) = a { Some(at) } else { None }).collect();
         latencies.sort_unstable();
         let percentile = |p: f64| {
             latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied()
@@ -171,6 +197,7 @@ impl Level {
         Self {
             load,
             ok: latencies.len(),
+            shed,
             failed,
             per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
             p50: percentile(0.50).unwrap_or_default(),
@@ -238,10 +265,11 @@ fn report(levels: &[Level]) -> Table {
     table.load_style(UTF8_FULL_CONDENSED).set_header([
         "load",
         "ok",
+        "shed (503)",
         "failed",
         "requests/s",
-        "p50 ms",
-        "p99 ms",
+        "p50 ms (accepted)",
+        "p99 ms (accepted)",
         "pgbench tps",
         "web/pgbench",
         "web peak RSS MiB",
@@ -251,6 +279,7 @@ fn report(levels: &[Level]) -> Table {
         table.add_row([
             level.load.clone(),
             level.ok.to_string(),
+            level.shed.to_string(),
             level.failed.to_string(),
             format!("{:.0}", level.per_second),
             format!("{:.2}", level.p50.as_secs_f64() * 1000.0),
