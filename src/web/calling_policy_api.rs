@@ -14,14 +14,14 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/calling-policy", get(show).put(replace))
 }
 
-#[utoipa::path(get, path = "/api/calling-policy", tag = "scheduled-calls", responses((status = 200, body = crate::web::openapi::PolicySet), crate::web::openapi::Refusals))]
+#[utoipa::path(get, path = "/api/calling-policy", operation_id = "get_calling_policy", tag = "scheduled-calls", responses((status = 200, body = crate::web::openapi::PolicySet), crate::web::openapi::Refusals))]
 async fn show(State(state): State<AppState>) -> Result<Json<PolicySet>, ApiError> {
     let mut conn = state.pool.acquire().await?;
     Ok(Json(PolicySet::load(&mut conn).await?))
 }
 
 /// Replaces the whole set: purposes left out of `overrides` follow `default` again.
-#[utoipa::path(put, path = "/api/calling-policy", tag = "scheduled-calls", request_body = crate::web::openapi::PolicySet, responses((status = 200, body = crate::web::openapi::PolicySet), crate::web::openapi::Refusals))]
+#[utoipa::path(put, path = "/api/calling-policy", operation_id = "put_calling_policy", tag = "scheduled-calls", request_body = crate::web::openapi::PolicySet, responses((status = 200, body = crate::web::openapi::PolicySet), crate::web::openapi::Refusals))]
 async fn replace(
     State(state): State<AppState>,
     body: Result<Json<PolicySet>, JsonRejection>,

@@ -25,7 +25,7 @@ struct OptOutRequest {
 }
 
 /// 201 with the record; opting out a number already on the list is a 200 with the first record.
-#[utoipa::path(post, path = "/api/opt-outs/{phone}", tag = "scheduled-calls", params(("phone" = String, Path, description = "E.164 number, e.g. +919812345678")), request_body = Option<OptOutRequest>, responses((status = 201, body = crate::web::openapi::OptOut, description = "added"), (status = 200, body = crate::web::openapi::OptOut, description = "already on the list: the first record"), crate::web::openapi::Refusals))]
+#[utoipa::path(post, path = "/api/opt-outs/{phone}", operation_id = "post_opt_outs_phone", tag = "scheduled-calls", params(("phone" = String, Path, description = "E.164 number, e.g. +919812345678")), request_body = Option<OptOutRequest>, responses((status = 201, body = crate::web::openapi::OptOut, description = "added"), (status = 200, body = crate::web::openapi::OptOut, description = "already on the list: the first record"), crate::web::openapi::Refusals))]
 async fn opt_out(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -40,14 +40,14 @@ async fn opt_out(
     Ok((if existed { StatusCode::OK } else { StatusCode::CREATED }, Json(record)))
 }
 
-#[utoipa::path(get, path = "/api/opt-outs/{phone}", tag = "scheduled-calls", params(("phone" = String, Path, description = "E.164 number, e.g. +919812345678")), responses((status = 200, body = crate::web::openapi::OptOut), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(get, path = "/api/opt-outs/{phone}", operation_id = "get_opt_outs_phone", tag = "scheduled-calls", params(("phone" = String, Path, description = "E.164 number, e.g. +919812345678")), responses((status = 200, body = crate::web::openapi::OptOut), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn show_opt_out(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<OptOut>, ApiError> {
     let phone = ApiError::e164("phone", &raw)?;
     let mut conn = state.pool.acquire().await?;
     OptOut::find(&mut conn, &phone).await?.map(Json).ok_or_else(|| ApiError::NotFound("opt-out".into()))
 }
 
-#[utoipa::path(delete, path = "/api/opt-outs/{phone}", tag = "scheduled-calls", params(("phone" = String, Path, description = "E.164 number, e.g. +919812345678")), responses((status = 204, description = "removed"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(delete, path = "/api/opt-outs/{phone}", operation_id = "delete_opt_outs_phone", tag = "scheduled-calls", params(("phone" = String, Path, description = "E.164 number, e.g. +919812345678")), responses((status = 204, description = "removed"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn remove_opt_out(State(state): State<AppState>, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
     let phone = ApiError::e164("phone", &raw)?;
     let mut conn = state.pool.acquire().await?;
@@ -58,7 +58,7 @@ async fn remove_opt_out(State(state): State<AppState>, Path(raw): Path<String>) 
     }
 }
 
-#[utoipa::path(get, path = "/api/contacts/{phone}", tag = "scheduled-calls", params(("phone" = String, Path, description = "E.164 number, e.g. +919812345678")), responses((status = 200, body = crate::web::openapi::Contact), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(get, path = "/api/contacts/{phone}", operation_id = "get_contacts_phone", tag = "scheduled-calls", params(("phone" = String, Path, description = "E.164 number, e.g. +919812345678")), responses((status = 200, body = crate::web::openapi::Contact), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn show_contact(State(state): State<AppState>, Path(raw): Path<String>) -> Result<Json<Contact>, ApiError> {
     let phone = ApiError::e164("phone", &raw)?;
     let mut conn = state.pool.acquire().await?;
@@ -75,7 +75,7 @@ struct ContactRequest {
 }
 
 /// Creates or replaces a contact (fields left out are cleared).
-#[utoipa::path(put, path = "/api/contacts/{phone}", tag = "scheduled-calls", params(("phone" = String, Path, description = "E.164 number, e.g. +919812345678")), request_body = ContactRequest, responses((status = 200, body = crate::web::openapi::Contact), crate::web::openapi::Refusals))]
+#[utoipa::path(put, path = "/api/contacts/{phone}", operation_id = "put_contacts_phone", tag = "scheduled-calls", params(("phone" = String, Path, description = "E.164 number, e.g. +919812345678")), request_body = ContactRequest, responses((status = 200, body = crate::web::openapi::Contact), crate::web::openapi::Refusals))]
 async fn save_contact(
     State(state): State<AppState>,
     Path(raw): Path<String>,

@@ -11,7 +11,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/jobs/stats", get(stats))
 }
 
-#[utoipa::path(get, path = "/api/jobs/stats", tag = "jobs", responses((status = 200, body = crate::web::openapi::JobStats), crate::web::openapi::Refusals))]
+#[utoipa::path(get, path = "/api/jobs/stats", operation_id = "get_jobs_stats", tag = "jobs", responses((status = 200, body = crate::web::openapi::JobStats), crate::web::openapi::Refusals))]
 async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
     Ok(Json(admin::stats(&state.pool).await?))
 }

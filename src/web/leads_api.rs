@@ -33,7 +33,7 @@ struct LeadFilter {
     limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/leads", tag = "leads", params(LeadFilter), responses((status = 200, body = crate::web::openapi::Leads), crate::web::openapi::Refusals))]
+#[utoipa::path(get, path = "/api/leads", operation_id = "get_leads", tag = "leads", params(LeadFilter), responses((status = 200, body = crate::web::openapi::Leads), crate::web::openapi::Refusals))]
 async fn list(State(state): State<AppState>, Params(filter): Params<LeadFilter>) -> Result<Json<Value>, ApiError> {
     let limit = filter.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -72,7 +72,7 @@ async fn list(State(state): State<AppState>, Params(filter): Params<LeadFilter>)
     Ok(Json(json!({ "leads": leads, "next_before": next_before })))
 }
 
-#[utoipa::path(get, path = "/api/leads/{id}", tag = "leads", params(("id" = i64, Path, description = "the id")), responses((status = 200, body = crate::web::openapi::LeadWithCalls), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(get, path = "/api/leads/{id}", operation_id = "get_leads_id", tag = "leads", params(("id" = i64, Path, description = "the id")), responses((status = 200, body = crate::web::openapi::LeadWithCalls), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn show(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
     let lead: Option<Value> = sqlx::query_scalar(
         "SELECT to_jsonb(l) || jsonb_build_object('calls', COALESCE((

@@ -17,11 +17,33 @@ use uuid::Uuid;
 use super::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/openapi.json", get(|| async { Json(document()) }))
+    let document = document();
+    Router::new().route("/api/openapi.json", get(|| async move { Json(document) }))
 }
 
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The document as JSON. utoipa 5 writes a link's `operationId` as
+/// `operation_id` (its `Link` has no camelCase rename), which no client
+/// understands; the links of responses are put right here.
+pub fn document() -> serde_json::Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    let links = document
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses").and_then(serde_json::Value::as_object_mut))
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links").and_then(serde_json::Value::as_object_mut))
+        .flat_map(|links| links.values_mut())
+        .filter_map(serde_json::Value::as_object_mut);
+    for link in links {
+        if let Some(id) = link.remove("operation_id") {
+            link.insert("operationId".into(), id);
+        }
+    }
+    document
 }
 
 #[derive(OpenApi)]

@@ -20,7 +20,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/calls/{sid}/recording", get(recording)).route("/calls/{sid}/reprocess", post(reprocess))
 }
 
-#[utoipa::path(get, path = "/api/calls/{sid}/recording", tag = "calls", params(("sid" = String, Path, description = "the provider's call sid")), responses((status = 200, description = "the audio", content_type = "audio/*", body = Vec<u8>), (status = 307, description = "to a presigned URL of the audio"), (status = 500, description = "no recording storage is configured", body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(get, path = "/api/calls/{sid}/recording", operation_id = "get_calls_sid_recording", tag = "calls", params(("sid" = String, Path, description = "the provider's call sid")), responses((status = 200, description = "the audio", content_type = "audio/*", body = Vec<u8>), (status = 307, description = "to a presigned URL of the audio"), (status = 500, description = "no recording storage is configured", body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 pub(crate) async fn recording(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Response, ApiError> {
     let stored: Option<(String, String)> = sqlx::query_as(
         "SELECT storage_key, content_type FROM recordings
@@ -72,7 +72,7 @@ impl ReprocessFrom {
     }
 }
 
-#[utoipa::path(post, path = "/api/calls/{sid}/reprocess", tag = "calls", params(("sid" = String, Path, description = "the provider's call sid"), ReprocessFrom), responses((status = 202, body = crate::web::openapi::Reprocessing), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(post, path = "/api/calls/{sid}/reprocess", operation_id = "post_calls_sid_reprocess", tag = "calls", params(("sid" = String, Path, description = "the provider's call sid"), ReprocessFrom), responses((status = 202, body = crate::web::openapi::Reprocessing), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn reprocess(
     State(state): State<AppState>,
     Path(sid): Path<String>,

@@ -128,7 +128,7 @@ fn check_retry(retry: &RetrySettings) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[utoipa::path(post, path = "/api/scheduled-calls", tag = "scheduled-calls", request_body = CreateRequest, responses((status = 201, body = crate::web::openapi::ScheduledCallCreated), crate::web::openapi::Refusals))]
+#[utoipa::path(post, path = "/api/scheduled-calls", operation_id = "post_scheduled_calls", tag = "scheduled-calls", request_body = CreateRequest, responses((status = 201, body = crate::web::openapi::ScheduledCallCreated), crate::web::openapi::Refusals))]
 async fn create(
     State(state): State<AppState>,
     body: Result<Json<CreateRequest>, JsonRejection>,
@@ -172,7 +172,7 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/scheduled-calls", tag = "scheduled-calls", params(ListQuery), responses((status = 200, body = crate::web::openapi::ScheduledCalls), crate::web::openapi::Refusals))]
+#[utoipa::path(get, path = "/api/scheduled-calls", operation_id = "get_scheduled_calls", tag = "scheduled-calls", params(ListQuery), responses((status = 200, body = crate::web::openapi::ScheduledCalls), crate::web::openapi::Refusals))]
 async fn list(State(state): State<AppState>, Params(query): Params<ListQuery>) -> Result<Json<Value>, ApiError> {
     let status = query
         .status
@@ -212,7 +212,7 @@ fn call_id(raw: &str) -> Result<Uuid, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("scheduled call".into()))
 }
 
-#[utoipa::path(get, path = "/api/scheduled-calls/{id}", tag = "scheduled-calls", params(("id" = String, Path, description = "the scheduled call's id (a UUID)")), responses((status = 200, body = crate::web::openapi::ScheduledCallDetail), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(get, path = "/api/scheduled-calls/{id}", operation_id = "get_scheduled_calls_id", tag = "scheduled-calls", params(("id" = String, Path, description = "the scheduled call's id (a UUID)")), responses((status = 200, body = crate::web::openapi::ScheduledCallDetail), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = call_id(&id)?;
     let mut conn = state.pool.acquire().await?;
@@ -223,7 +223,7 @@ async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<J
     Ok(Json(body))
 }
 
-#[utoipa::path(post, path = "/api/scheduled-calls/{id}/cancel", tag = "scheduled-calls", params(("id" = String, Path, description = "the scheduled call's id (a UUID)")), responses((status = 200, body = crate::web::openapi::ScheduledCallCancelled), (status = 409, body = crate::web::openapi::ErrorBody, description = "the call has already ended"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(post, path = "/api/scheduled-calls/{id}/cancel", operation_id = "post_scheduled_calls_id_cancel", tag = "scheduled-calls", params(("id" = String, Path, description = "the scheduled call's id (a UUID)")), responses((status = 200, body = crate::web::openapi::ScheduledCallCancelled), (status = 409, body = crate::web::openapi::ErrorBody, description = "the call has already ended"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = call_id(&id)?;
     let mut conn = state.pool.acquire().await?;
@@ -236,7 +236,7 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result
     }
 }
 
-#[utoipa::path(get, path = "/api/stats/scheduled-calls", tag = "scheduled-calls", responses((status = 200, body = crate::web::openapi::ScheduledCallStats), crate::web::openapi::Refusals))]
+#[utoipa::path(get, path = "/api/stats/scheduled-calls", operation_id = "get_stats_scheduled_calls", tag = "scheduled-calls", responses((status = 200, body = crate::web::openapi::ScheduledCallStats), crate::web::openapi::Refusals))]
 async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let by_status: Vec<(String, i64)> =
         sqlx::query_as("SELECT status, count(*) FROM scheduled_calls GROUP BY status").fetch_all(&state.pool).await?;

@@ -58,7 +58,7 @@ fn highlighted(headline: &str) -> String {
     html
 }
 
-#[utoipa::path(get, path = "/api/transcripts/search", tag = "calls", params(SearchQuery), responses((status = 200, body = Vec<Hit>), crate::web::openapi::Refusals))]
+#[utoipa::path(get, path = "/api/transcripts/search", operation_id = "get_transcripts_search", tag = "calls", params(SearchQuery), responses((status = 200, body = Vec<Hit>), crate::web::openapi::Refusals))]
 async fn search(State(state): State<AppState>, Params(query): Params<SearchQuery>) -> Result<Json<Vec<Hit>>, ApiError> {
     let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
     let q = q.ok_or_else(|| ApiError::validation("q", "is required"))?;

@@ -98,7 +98,7 @@ fn valid_name(name: &str) -> Result<(), ApiError> {
     check(!name.trim().is_empty(), "name", "must not be empty")
 }
 
-#[utoipa::path(post, path = "/api/agents", tag = "agents", request_body = NewAgent, responses((status = 201, body = Agent), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals))]
+#[utoipa::path(post, path = "/api/agents", operation_id = "post_agents", tag = "agents", request_body = NewAgent, responses((status = 201, body = Agent, links(("get_agents_id" = (operation_id = "get_agents_id", parameters(("id" = "$response.body#/id")))), ("delete_agents_id" = (operation_id = "delete_agents_id", parameters(("id" = "$response.body#/id")))))), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals))]
 async fn create(
     State(state): State<AppState>,
     Body(new): Body<NewAgent>,
@@ -124,7 +124,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(agent)))
 }
 
-#[utoipa::path(get, path = "/api/agents", tag = "agents", params(Filters), responses((status = 200, body = Vec<Agent>), crate::web::openapi::Refusals))]
+#[utoipa::path(get, path = "/api/agents", operation_id = "get_agents", tag = "agents", params(Filters), responses((status = 200, body = Vec<Agent>), crate::web::openapi::Refusals))]
 async fn list(State(state): State<AppState>, Params(filters): Params<Filters>) -> Result<Json<Vec<Agent>>, ApiError> {
     if let Some(status) = &filters.status {
         valid_status(status)?;
@@ -140,7 +140,7 @@ async fn list(State(state): State<AppState>, Params(filters): Params<Filters>) -
     Ok(Json(agents))
 }
 
-#[utoipa::path(get, path = "/api/agents/{id}", tag = "agents", params(("id" = i64, Path, description = "the id")), responses((status = 200, body = Agent), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(get, path = "/api/agents/{id}", operation_id = "get_agents_id", tag = "agents", params(("id" = i64, Path, description = "the id")), responses((status = 200, body = Agent), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn read(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Agent>, ApiError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM agents WHERE id = $1")))
         .bind(id)
@@ -150,7 +150,7 @@ async fn read(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json
         .ok_or_else(|| ApiError::NotFound(format!("agent {id}")))
 }
 
-#[utoipa::path(patch, path = "/api/agents/{id}", tag = "agents", params(("id" = i64, Path, description = "the id")), request_body = AgentChanges, responses((status = 200, body = Agent), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(patch, path = "/api/agents/{id}", operation_id = "patch_agents_id", tag = "agents", params(("id" = i64, Path, description = "the id")), request_body = AgentChanges, responses((status = 200, body = Agent), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -182,7 +182,7 @@ async fn update(
     .ok_or_else(|| ApiError::NotFound(format!("agent {id}")))
 }
 
-#[utoipa::path(put, path = "/api/agents/{id}/status", tag = "agents", params(("id" = i64, Path, description = "the id")), request_body = StatusChange, responses((status = 200, body = Agent), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(put, path = "/api/agents/{id}/status", operation_id = "put_agents_id_status", tag = "agents", params(("id" = i64, Path, description = "the id")), request_body = StatusChange, responses((status = 200, body = Agent), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn set_status(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -200,7 +200,7 @@ async fn set_status(
     .ok_or_else(|| ApiError::NotFound(format!("agent {id}")))
 }
 
-#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents", params(("id" = i64, Path, description = "the id")), responses((status = 204, description = "deleted"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(delete, path = "/api/agents/{id}", operation_id = "delete_agents_id", tag = "agents", params(("id" = i64, Path, description = "the id")), responses((status = 204, description = "deleted"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
     let deleted = sqlx::query("DELETE FROM agents WHERE id = $1").bind(id).execute(&state.pool).await?;
     if deleted.rows_affected() == 0 {

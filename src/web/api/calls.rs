@@ -70,7 +70,7 @@ pub fn instant(field: &str, raw: Option<&str>) -> Result<Option<DateTime<Utc>>, 
     .transpose()
 }
 
-#[utoipa::path(get, path = "/api/calls", tag = "calls", params(Filters), responses((status = 200, body = Page), crate::web::openapi::Refusals))]
+#[utoipa::path(get, path = "/api/calls", operation_id = "get_calls", tag = "calls", params(Filters), responses((status = 200, body = Page), crate::web::openapi::Refusals))]
 async fn list(State(state): State<AppState>, Params(filters): Params<Filters>) -> Result<Json<Page>, ApiError> {
     let limit = filters.limit.unwrap_or(50);
     check((1..=200).contains(&limit), "limit", "must be between 1 and 200")?;
@@ -132,7 +132,7 @@ struct CallWithEvents {
     outcome: serde_json::Map<String, serde_json::Value>,
 }
 
-#[utoipa::path(get, path = "/api/calls/{sid}", tag = "calls", params(("sid" = String, Path, description = "the provider's call sid")), responses((status = 200, body = CallWithEvents, description = "the call, its webhook events, and its recordings, transcripts, insights and lead"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(get, path = "/api/calls/{sid}", operation_id = "get_calls_sid", tag = "calls", params(("sid" = String, Path, description = "the provider's call sid")), responses((status = 200, body = CallWithEvents, description = "the call, its webhook events, and its recordings, transcripts, insights and lead"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn read(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Json<CallWithEvents>, ApiError> {
     let call: Call = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM calls WHERE call_sid = $1 ORDER BY id LIMIT 1"

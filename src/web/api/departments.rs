@@ -76,7 +76,7 @@ fn validated(body: DepartmentBody) -> Result<DepartmentBody, ApiError> {
     Ok(DepartmentBody { inbound_number, overflow_number, name: body.name.trim().to_owned(), ..body })
 }
 
-#[utoipa::path(post, path = "/api/departments", tag = "departments", request_body = DepartmentBody, responses((status = 201, body = Department), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals))]
+#[utoipa::path(post, path = "/api/departments", operation_id = "post_departments", tag = "departments", request_body = DepartmentBody, responses((status = 201, body = Department, links(("get_departments_id" = (operation_id = "get_departments_id", parameters(("id" = "$response.body#/id")))), ("delete_departments_id" = (operation_id = "delete_departments_id", parameters(("id" = "$response.body#/id")))))), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals))]
 async fn create(
     State(state): State<AppState>,
     Body(body): Body<DepartmentBody>,
@@ -105,7 +105,7 @@ fn with_fields<'q>(
         .bind(&body.overflow_number)
 }
 
-#[utoipa::path(get, path = "/api/departments", tag = "departments", responses((status = 200, body = Vec<Department>), crate::web::openapi::Refusals))]
+#[utoipa::path(get, path = "/api/departments", operation_id = "get_departments", tag = "departments", responses((status = 200, body = Vec<Department>), crate::web::openapi::Refusals))]
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<Department>>, ApiError> {
     let departments = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM departments ORDER BY id")))
         .fetch_all(&state.pool)
@@ -113,7 +113,7 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<Department>>, Ap
     Ok(Json(departments))
 }
 
-#[utoipa::path(get, path = "/api/departments/{id}", tag = "departments", params(("id" = i64, Path, description = "the id")), responses((status = 200, body = Department), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(get, path = "/api/departments/{id}", operation_id = "get_departments_id", tag = "departments", params(("id" = i64, Path, description = "the id")), responses((status = 200, body = Department), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn read(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Department>, ApiError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM departments WHERE id = $1")))
         .bind(id)
@@ -123,7 +123,7 @@ async fn read(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json
         .ok_or_else(|| ApiError::NotFound(format!("department {id}")))
 }
 
-#[utoipa::path(put, path = "/api/departments/{id}", tag = "departments", params(("id" = i64, Path, description = "the id")), request_body = DepartmentBody, responses((status = 200, body = Department), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(put, path = "/api/departments/{id}", operation_id = "put_departments_id", tag = "departments", params(("id" = i64, Path, description = "the id")), request_body = DepartmentBody, responses((status = 200, body = Department), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn replace(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -144,7 +144,7 @@ async fn replace(
         .ok_or_else(|| ApiError::NotFound(format!("department {id}")))
 }
 
-#[utoipa::path(delete, path = "/api/departments/{id}", tag = "departments", params(("id" = i64, Path, description = "the id")), responses((status = 204, description = "deleted"), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(delete, path = "/api/departments/{id}", operation_id = "delete_departments_id", tag = "departments", params(("id" = i64, Path, description = "the id")), responses((status = 204, description = "deleted"), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
     let deleted = sqlx::query("DELETE FROM departments WHERE id = $1").bind(id).execute(&state.pool).await?;
     if deleted.rows_affected() == 0 {

@@ -126,7 +126,7 @@ async fn write_options(conn: &mut PgConnection, menu_id: i64, options: &[MenuOpt
     Ok(())
 }
 
-#[utoipa::path(post, path = "/api/ivr-menus", tag = "ivr-menus", request_body = MenuBody, responses((status = 201, body = Menu), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals))]
+#[utoipa::path(post, path = "/api/ivr-menus", operation_id = "post_ivr_menus", tag = "ivr-menus", request_body = MenuBody, responses((status = 201, body = Menu, links(("get_ivr_menus_id" = (operation_id = "get_ivr_menus_id", parameters(("id" = "$response.body#/id")))), ("delete_ivr_menus_id" = (operation_id = "delete_ivr_menus_id", parameters(("id" = "$response.body#/id")))))), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals))]
 async fn create(
     State(state): State<AppState>,
     Body(body): Body<MenuBody>,
@@ -150,7 +150,7 @@ async fn create(
     Ok((StatusCode::CREATED, one(&state.pool, id).await?))
 }
 
-#[utoipa::path(put, path = "/api/ivr-menus/{id}", tag = "ivr-menus", params(("id" = i64, Path, description = "the id")), request_body = MenuBody, responses((status = 200, body = Menu), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(put, path = "/api/ivr-menus/{id}", operation_id = "put_ivr_menus_id", tag = "ivr-menus", params(("id" = i64, Path, description = "the id")), request_body = MenuBody, responses((status = 200, body = Menu), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn replace(
     State(state): State<AppState>,
     Path(id): Path<i64>,
@@ -179,7 +179,7 @@ async fn replace(
     one(&state.pool, id).await
 }
 
-#[utoipa::path(get, path = "/api/ivr-menus", tag = "ivr-menus", responses((status = 200, body = Vec<Menu>), crate::web::openapi::Refusals))]
+#[utoipa::path(get, path = "/api/ivr-menus", operation_id = "get_ivr_menus", tag = "ivr-menus", responses((status = 200, body = Vec<Menu>), crate::web::openapi::Refusals))]
 async fn list(State(state): State<AppState>) -> Result<Json<Vec<Menu>>, ApiError> {
     let menus = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM ivr_menus ORDER BY id")))
         .fetch_all(&state.pool)
@@ -187,12 +187,12 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<Menu>>, ApiError
     Ok(Json(with_options(&state.pool, menus).await?))
 }
 
-#[utoipa::path(get, path = "/api/ivr-menus/{id}", tag = "ivr-menus", params(("id" = i64, Path, description = "the id")), responses((status = 200, body = Menu), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(get, path = "/api/ivr-menus/{id}", operation_id = "get_ivr_menus_id", tag = "ivr-menus", params(("id" = i64, Path, description = "the id")), responses((status = 200, body = Menu), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn read(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<Menu>, ApiError> {
     one(&state.pool, id).await
 }
 
-#[utoipa::path(delete, path = "/api/ivr-menus/{id}", tag = "ivr-menus", params(("id" = i64, Path, description = "the id")), responses((status = 204, description = "deleted"), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+#[utoipa::path(delete, path = "/api/ivr-menus/{id}", operation_id = "delete_ivr_menus_id", tag = "ivr-menus", params(("id" = i64, Path, description = "the id")), responses((status = 204, description = "deleted"), (status = 409, body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
 async fn remove(State(state): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
     let deleted = sqlx::query("DELETE FROM ivr_menus WHERE id = $1").bind(id).execute(&state.pool).await?;
     if deleted.rows_affected() == 0 {

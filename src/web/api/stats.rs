@@ -43,7 +43,7 @@ struct CallStats {
 const IN_RANGE: &str =
     "($1::timestamptz IS NULL OR c.created_at >= $1) AND ($2::timestamptz IS NULL OR c.created_at < $2)";
 
-#[utoipa::path(get, path = "/api/stats/calls", tag = "calls", params(Range), responses((status = 200, body = CallStats), crate::web::openapi::Refusals))]
+#[utoipa::path(get, path = "/api/stats/calls", operation_id = "get_stats_calls", tag = "calls", params(Range), responses((status = 200, body = CallStats), crate::web::openapi::Refusals))]
 async fn call_stats(State(state): State<AppState>, Params(range): Params<Range>) -> Result<Json<CallStats>, ApiError> {
     let (since, until) = (instant("since", range.since.as_deref())?, instant("until", range.until.as_deref())?);
     let grouped: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -98,7 +98,7 @@ struct QueueStats {
     by_department: Vec<DepartmentQueue>,
 }
 
-#[utoipa::path(get, path = "/api/stats/queue", tag = "calls", responses((status = 200, body = QueueStats), crate::web::openapi::Refusals))]
+#[utoipa::path(get, path = "/api/stats/queue", operation_id = "get_stats_queue", tag = "calls", responses((status = 200, body = QueueStats), crate::web::openapi::Refusals))]
 async fn queue_stats(State(state): State<AppState>) -> Result<Json<QueueStats>, ApiError> {
     let by_department: Vec<DepartmentQueue> = sqlx::query_as(
         "SELECT d.id AS department_id, d.name, count(*) AS waiting,
