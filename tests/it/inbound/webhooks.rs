@@ -247,22 +247,27 @@ async fn out_of_order_status_events_keep_the_newest_state_and_free_the_agent_onc
     assert_eq!(count(&pool, "SELECT count(*) FROM webhook_events WHERE endpoint = 'status'").await, 4);
 }
 
-#[sqlx::test(migrations = false)]
-async fn unreachable_database_is_503_and_the_retry_is_stored_once(pool: PgPool) {
+#[tokio::test]
+async fn a_stopped_database_is_503_and_the_providers_retry_after_it_is_back_is_stored_once() {
+    use crate::support::throwaway_pg::{StopMode, ThrowawayPg, wait_until_accepting};
+    let server = ThrowawayPg::start();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(1))
+        .test_before_acquire(true)
+        .connect_lazy(&server.url())
+        .unwrap();
     migrate(&pool).await;
     department(&pool, "sales", "round_robin", Some(OUR_NUMBER), 60).await;
-    let unreachable = sqlx::postgres::PgPoolOptions::new()
-        .acquire_timeout(std::time::Duration::from_secs(1))
-        .connect_lazy("postgres://postgres@127.0.0.1:1/none")
-        .unwrap();
-    let down = spawn_app_with(&unreachable, webhooks()).await;
-    let up = spawn_app_with(&pool, webhooks()).await;
+    let app = spawn_app_with(&pool, webhooks()).await;
     let params = incoming_call(&call_sid(1));
 
-    let refused = twilio_post(&down, "/webhooks/twilio/voice", &borrowed(&params)).send().await.unwrap();
+    server.stop(StopMode::Fast);
+    let refused = twilio_post(&app, "/webhooks/twilio/voice", &borrowed(&params)).send().await.unwrap();
     assert_eq!(refused.status(), 503);
+    server.pg_ctl_start();
+    wait_until_accepting(&server.url(), std::time::Duration::from_secs(30)).await;
     for _ in 0..2 {
-        let retried = twilio_post(&up, "/webhooks/twilio/voice", &borrowed(&params)).send().await.unwrap();
+        let retried = twilio_post(&app, "/webhooks/twilio/voice", &borrowed(&params)).send().await.unwrap();
         assert_eq!(retried.status(), 200);
     }
 
