@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use switchboard_jobs::ports::{CrmSink, PortError, PortFuture};
 

@@ -38,7 +38,7 @@ pub async fn enqueue_with<J: Job>(
     options: EnqueueOptions,
 ) -> Result<Option<String>, sqlx::Error> {
     let payload = serde_json::to_vec(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let id = ulid::Ulid::new().to_string();
+    let id = ulid::Ulid::generate().to_string();
     sqlx::query_scalar(concat!(
         "WITH released AS (
             INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key)
@@ -65,7 +65,7 @@ pub async fn enqueue_many<J: Job>(conn: &mut PgConnection, jobs: &[J]) -> Result
     let mut ids = Vec::with_capacity(jobs.len());
     let mut payloads = Vec::with_capacity(jobs.len());
     for job in jobs {
-        ids.push(ulid::Ulid::new().to_string());
+        ids.push(ulid::Ulid::generate().to_string());
         payloads.push(serde_json::to_vec(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
     }
     let inserted: i64 = sqlx::query_scalar(concat!(
