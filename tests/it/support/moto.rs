@@ -23,7 +23,7 @@ impl Moto {
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("moto_server is installed (pip install \"moto[server]\")");
+            .expect("moto_server is installed (tests/run installs it: pip install \"moto[server]\")");
         let endpoint = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         wait_until(Duration::from_secs(30), "moto_server to answer", || {
