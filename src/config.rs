@@ -3,12 +3,15 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/switchboard` | PostgreSQL |
-//! | `DATABASE_MAX_CONNECTIONS` | 10 | pool size per process |
+//! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/switchboard` | PostgreSQL itself: migrations, LISTEN, the queue's own pool |
+//! | `DATABASE_CONNECTION_POOL_URL` | (none: everything on `DATABASE_URL`) | PgBouncer in transaction mode (Heroku's name for it), for the web's and the job handlers' queries; its statement cache is off |
+//! | `DATABASE_MAX_CONNECTIONS` | per process: web 5, worker 10, `jobs` 2, `migrate` 1 | the process's application pool |
+//! | `PGSSLMODE` | `require` on a dyno, else `prefer` | TLS to the database; the URL's own `sslmode=` wins over both |
+//! | `DYNO` | (set by Heroku) | on a dyno: TLS to the database is required and `RECORDING_STORAGE=local` is refused |
 //! | `PORT` | 8080 | web listen port |
 //! | `API_TOKENS` | (none: API closed) | comma-separated bearer tokens for `/api/*` |
 //! | `BODY_LIMIT_BYTES` | 1048576 | largest request body the web accepts (413 above) |
-//! | `LOG_FORMAT` | `text` | `json` for one JSON object per line |
+//! | `LOG_FORMAT` | `text` | `json` for one JSON object per line, `logfmt` for `key=value` pairs; text has colour only on a terminal |
 //! | `RUST_LOG` | `info` | tracing filter |
 //! | `WORKER_CONCURRENCY` | 10 | jobs running at once, per queue |
 //! | `WORKER_BATCH_SIZE` | 50 | most jobs claimed at once, per queue (never more than its free slots) |
@@ -79,18 +82,40 @@ pub fn positive_duration(name: &str, default: &str) -> anyhow::Result<Duration> 
     Ok(value)
 }
 
+/// True on a Heroku dyno (`DYNO` is set, e.g. `web.1`).
+pub fn on_dyno() -> bool {
+    var("DYNO").is_some()
+}
+
+/// Where the database is and how to reach it; `crate::db` builds the pools.
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
+    /// `DATABASE_URL`: the server itself.
     pub url: String,
-    pub max_connections: u32,
+    /// `DATABASE_CONNECTION_POOL_URL`: PgBouncer in transaction mode, when attached.
+    pub pooled_url: Option<String>,
+    /// `DATABASE_MAX_CONNECTIONS`, when set: overrides each process kind's default.
+    pub max_connections: Option<u32>,
+    /// TLS is required unless the URL or `PGSSLMODE` says otherwise (on a dyno).
+    pub require_tls: bool,
 }
 
 impl DatabaseConfig {
     pub fn from_env() -> anyhow::Result<Self> {
+        let max_connections =
+            var("DATABASE_MAX_CONNECTIONS").map(|_| parsed("DATABASE_MAX_CONNECTIONS", 0)).transpose()?;
+        anyhow::ensure!(max_connections != Some(0), "DATABASE_MAX_CONNECTIONS must be at least 1");
         Ok(Self {
             url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
-            max_connections: parsed("DATABASE_MAX_CONNECTIONS", 10)?,
+            pooled_url: var("DATABASE_CONNECTION_POOL_URL"),
+            max_connections,
+            require_tls: on_dyno() && var("PGSSLMODE").is_none(),
         })
+    }
+
+    /// `DATABASE_MAX_CONNECTIONS` when set, else `default` (the process kind's).
+    pub fn pool_size(&self, default: u32) -> u32 {
+        self.max_connections.unwrap_or(default)
     }
 }
 

@@ -1,20 +1,86 @@
-//! The connection pool and the migration state the web's readiness depends on.
+//! Connection pools to PostgreSQL, the two routes to it, and the migration
+//! state the web's readiness depends on.
+//!
+//! - [`direct_pool`]: the server itself (`DATABASE_URL`), for what needs a
+//!   session of its own: migrations (advisory lock), LISTEN, the queue's pool
+//!   (its `synchronous_commit` startup option).
+//! - [`pooled_pool`]: application queries (web requests, job handlers) through
+//!   PgBouncer in transaction mode when `DATABASE_CONNECTION_POOL_URL` is set,
+//!   with the statement cache off and no startup parameters PgBouncer refuses;
+//!   without it, the same as a direct pool.
+//!
+//! Both are lazy (a process starts while the database is away) and check each
+//! connection before use (a restarted server is survived). On a dyno TLS is
+//! required unless the URL's `sslmode` or `PGSSLMODE` says otherwise;
+//! [`refuse_plaintext`] turns a server without TLS into an error at start.
 
 use std::time::Duration;
 
+use anyhow::Context;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use crate::config::DatabaseConfig;
 
-/// A lazy pool: the process starts even while the database is away, and each
-/// connection is checked before use so a restarted server is survived.
-pub fn pool(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
-    Ok(PgPoolOptions::new()
-        .max_connections(config.max_connections)
+/// A pool of `max_connections` on `DATABASE_URL`.
+pub fn direct_pool(config: &DatabaseConfig, max_connections: u32) -> anyhow::Result<PgPool> {
+    Ok(lazy_pool(direct_options(config)?, max_connections))
+}
+
+/// A pool of `max_connections` on `DATABASE_CONNECTION_POOL_URL` (PgBouncer), else on `DATABASE_URL`.
+pub fn pooled_pool(config: &DatabaseConfig, max_connections: u32) -> anyhow::Result<PgPool> {
+    Ok(lazy_pool(pooled_options(config)?, max_connections))
+}
+
+/// How to reach the server itself.
+pub fn direct_options(config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
+    options("DATABASE_URL", &config.url, config.require_tls)
+}
+
+/// How to reach PgBouncer: no named statements kept across transactions (the
+/// next transaction may run on another server connection) and only the
+/// startup parameters PgBouncer accepts (it refuses `extra_float_digits` and
+/// `options`, which the direct route may use).
+pub fn pooled_options(config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
+    let Some(url) = &config.pooled_url else { return direct_options(config) };
+    Ok(options("DATABASE_CONNECTION_POOL_URL", url, config.require_tls)?
+        .statement_cache_capacity(0)
+        .extra_float_digits(None))
+}
+
+fn options(name: &str, url: &str, require_tls: bool) -> anyhow::Result<PgConnectOptions> {
+    let options: PgConnectOptions =
+        url.parse().with_context(|| format!("{name} is not a PostgreSQL URL (postgres://user:password@host/db)"))?;
+    let says_sslmode = url::Url::parse(url).is_ok_and(|u| u.query_pairs().any(|(k, _)| k == "sslmode"));
+    Ok(if require_tls && !says_sslmode { options.ssl_mode(PgSslMode::Require) } else { options })
+}
+
+fn lazy_pool(options: PgConnectOptions, max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .test_before_acquire(true)
-        .connect_lazy(&config.url)?)
+        .connect_lazy_with(options)
+}
+
+/// When TLS is required, connects once: a server that refuses TLS is an error
+/// (waiting will not change it); any other failure is only logged, since the
+/// database may simply not be up yet.
+pub async fn refuse_plaintext(config: &DatabaseConfig, pool: &PgPool) -> anyhow::Result<()> {
+    if !config.require_tls {
+        return Ok(());
+    }
+    match pool.acquire().await {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Tls(e)) => Err(anyhow::anyhow!(
+            "the database refused TLS ({e}); on a dyno TLS to the database is required. \
+             To connect without it anyway, add sslmode=prefer (or disable) to the URL or set PGSSLMODE"
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "database not reachable yet; going on and retrying on use");
+            Ok(())
+        }
+    }
 }
 
 /// True when both apalis's migrations and ours are all applied.

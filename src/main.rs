@@ -6,6 +6,11 @@ use switchboard::config::{DatabaseConfig, WebConfig, WebhookConfig};
 use switchboard::web::{self, AppState};
 use switchboard::{db, shutdown, telemetry, worker};
 
+/// The web's connections at defaults: see docs/deploy-heroku.md for the whole budget.
+const WEB_POOL_SIZE: u32 = 5;
+/// An operator's `switchboard jobs ...`: one query at a time, and a spare.
+const JOBS_POOL_SIZE: u32 = 2;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -28,7 +33,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Web => {
             let config = WebConfig::from_env()?;
-            let pool = db::pool(&DatabaseConfig::from_env()?)?;
+            let database = DatabaseConfig::from_env()?;
+            let pool = db::pooled_pool(&database, database.pool_size(WEB_POOL_SIZE))?;
+            db::refuse_plaintext(&database, &pool).await?;
             let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
             let recordings = std::sync::Arc::new(switchboard::storage::RecordingStorage::from_env().await?);
             let limits = web::limits::Limits::from_env()?;
@@ -41,17 +48,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker { queues } => worker::run(&queues).await,
         Command::Migrate => {
-            let pool = db::pool(&DatabaseConfig::from_env()?)?;
+            // One session: sqlx's migrator holds an advisory lock on it, which PgBouncer could not keep.
+            let pool = db::direct_pool(&DatabaseConfig::from_env()?, 1)?;
             switchboard_jobs::migrate(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Bench(command) => {
-            let pool = db::pool(&DatabaseConfig::from_env()?)?;
+            let database = DatabaseConfig::from_env()?;
+            let pool = db::direct_pool(&database, database.pool_size(10))?;
             switchboard::bench::run(&pool, command).await
         }
         Command::Jobs(command) => {
-            let pool = db::pool(&DatabaseConfig::from_env()?)?;
+            let database = DatabaseConfig::from_env()?;
+            let pool = db::pooled_pool(&database, database.pool_size(JOBS_POOL_SIZE))?;
             switchboard::cli::jobs::run(&pool, command).await
         }
         Command::Demo(args) => {

@@ -3,7 +3,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `RECORDING_STORAGE` | `local` | `local` or `s3` |
+//! | `RECORDING_STORAGE` | `local` | `local` or `s3`; `local` is refused on a Heroku dyno (`DYNO` set), whose disk is wiped at every restart |
 //! | `RECORDING_DIR` | `./recordings` | the directory for `local` |
 //! | `S3_BUCKET` | (required for `s3`) | bucket for recordings |
 //! | `S3_REGION` | `AWS_REGION`, else `us-east-1` | the bucket's region |
@@ -48,6 +48,11 @@ pub enum Retrieval {
 impl RecordingStorage {
     pub async fn from_env() -> anyhow::Result<Self> {
         match var("RECORDING_STORAGE").as_deref().unwrap_or("local") {
+            "local" if crate::config::on_dyno() => bail!(
+                "RECORDING_STORAGE is `local` (the default) on a Heroku dyno (DYNO is set): a dyno's disk is its \
+                 own and is wiped at every restart, so the web could not serve what a worker stored and it would \
+                 be gone within a day. Set RECORDING_STORAGE=s3 and S3_BUCKET (docs/deploy-heroku.md)"
+            ),
             "local" => Ok(Self::Local(LocalDir::new(var("RECORDING_DIR").unwrap_or_else(|| "recordings".to_owned())))),
             "s3" => Ok(Self::S3(S3Store::connect(S3Settings::from_env()?, None).await)),
             other => bail!("RECORDING_STORAGE={other:?} is not valid: use `local` or `s3`"),

@@ -19,7 +19,8 @@ pub async fn run(queues: &[String]) -> anyhow::Result<()> {
         if config::var(probe::ENABLE_VAR).as_deref() == Some("1") { registry.with::<Probe>() } else { registry };
     let registry = if queues.is_empty() { registry } else { registry.only(queues).map_err(anyhow::Error::msg)? };
     let settings = config::supervisor_from_env(registry.kinds())?;
-    let mut pools = QueuePools::sharing(&crate::db::pool(&DatabaseConfig::from_env()?)?);
+    let database = DatabaseConfig::from_env()?;
+    let mut pools = QueuePools::sharing(&crate::db::direct_pool(&database, database.pool_size(10))?);
     if config::parsed("WORKER_POLL_ONLY", false)? {
         pools.listen = None;
     }

@@ -17,6 +17,7 @@ mod openapi;
 mod params;
 mod recordings_api;
 mod rejections;
+mod request_id;
 mod scheduled_calls_api;
 mod serve;
 mod transcripts_api;
@@ -98,6 +99,7 @@ pub fn app(state: AppState, body_limit_bytes: usize) -> Router {
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .layer(axum::middleware::from_fn(log_request))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::guard))
+        .layer(axum::middleware::from_fn(request_id::in_span))
         .with_state(state)
 }
 

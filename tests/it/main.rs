@@ -7,6 +7,7 @@ mod cli;
 mod console;
 mod demo;
 mod health;
+mod heroku;
 mod hostile;
 mod inbound;
 mod outbound;
