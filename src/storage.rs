@@ -187,7 +187,13 @@ impl S3Store {
     pub async fn connect(settings: S3Settings, credentials: Option<Credentials>) -> Self {
         let builder = match credentials {
             Some(credentials) => Builder::new().behavior_version_latest().credentials_provider(credentials),
-            None => Builder::from(&aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await),
+            // The region is ours to give: without it the default chain asks the instance metadata service.
+            None => Builder::from(
+                &aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .region(Region::new(settings.region.clone()))
+                    .load()
+                    .await,
+            ),
         };
         let mut builder = builder
             .region(Region::new(settings.region.clone()))

@@ -79,9 +79,9 @@ async fn the_worker_prints_heroku_log_metrics_with_the_queue_sampled_from_the_da
     migrate(&pool).await;
     super::dead_noop(&pool, "simulated outage").await;
 
-    let mut worker = crate::support::binary::command(&pool, &["worker", "--queues", "noop"])
+    let mut worker = crate::support::binary::command(&pool, &["worker", "--queues", "noop"]);
+    let mut worker = crate::support::binary::as_dyno(&mut worker, "worker.7")
         .env("LOG_METRICS_INTERVAL", "200ms")
-        .env("DYNO", "worker.7")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -42,3 +42,17 @@ pub fn send_signal(pid: u32, signal: &str) -> i32 {
         .code()
         .unwrap_or(-1)
 }
+
+/// Runs `command` as on a Heroku dyno named `dyno`, with what a dyno requires
+/// said explicitly: TLS off (the test server has none) and S3 storage (a
+/// dyno refuses local storage; nothing is stored at this endpoint).
+pub fn as_dyno<'c>(command: &'c mut Command, dyno: &str) -> &'c mut Command {
+    command
+        .env("DYNO", dyno)
+        .env("PGSSLMODE", "disable")
+        .env("RECORDING_STORAGE", "s3")
+        .env("S3_BUCKET", "recordings")
+        .env("S3_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+}
