@@ -54,8 +54,21 @@ impl From<crate::providers::fields::FieldsError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if is_unavailable(&error) { Self::Unavailable(error) } else { Self::Internal(error.into()) }
+        if is_unavailable(&error) {
+            Self::Unavailable(error)
+        } else if is_unstorable_text(&error) {
+            Self::validation("text", "must not contain NUL (U+0000)")
+        } else {
+            Self::Internal(error.into())
+        }
     }
+}
+
+/// Text PostgreSQL cannot store, whichever value the caller put it in: a NUL
+/// in `text` (22021) or `\u0000` in `jsonb` (22P05). The extractors name the
+/// field when they can; this keeps a value they do not see from being a 500.
+fn is_unstorable_text(error: &sqlx::Error) -> bool {
+    error.as_database_error().and_then(|e| e.code()).is_some_and(|code| code == "22021" || code == "22P05")
 }
 
 /// The database is going away or cannot be reached, so a retry later may

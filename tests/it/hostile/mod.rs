@@ -1,5 +1,6 @@
 //! Hostile input and overload (issue 10): what an outsider, or a provider
 //! having a bad day, can send, and what must hold when they do.
 
+mod api;
 mod overload;
 mod webhooks;
