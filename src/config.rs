@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/switchboard` | PostgreSQL itself: migrations, LISTEN, the queue's own pool |
 //! | `DATABASE_CONNECTION_POOL_URL` | (none: everything on `DATABASE_URL`) | PgBouncer in transaction mode (Heroku's name for it), for the web's and the job handlers' queries; its statement cache is off |
-//! | `DATABASE_MAX_CONNECTIONS` | per process: web 5, worker 10, `jobs` 2, `migrate` 1 | the process's application pool |
+//! | `DATABASE_MAX_CONNECTIONS` | per process: web 5, worker 6 (its job handlers), `jobs` 2, `migrate` 1 | the process's application pool (see docs/deploy-heroku.md for the whole budget) |
 //! | `PGSSLMODE` | `require` on a dyno, else `prefer` | TLS to the database; the URL's own `sslmode=` wins over both |
 //! | `DYNO` | (set by Heroku) | on a dyno: TLS to the database is required and `RECORDING_STORAGE=local` is refused |
 //! | `PORT` | 8080 | web listen port |
@@ -18,7 +18,7 @@
 //! | `QUEUE_<KIND>_CONCURRENCY`, `QUEUE_<KIND>_BATCH_SIZE` | - | per-queue overrides (`QUEUE_FETCH_RECORDING_CONCURRENCY`) |
 //! | `WORKER_POLL_INTERVAL` | `500ms` | how often idle workers look for scheduled and retried jobs |
 //! | `WORKER_HEARTBEAT` | `5s` | heartbeat; a worker silent for 3 beats is dead and its jobs run elsewhere |
-//! | `WORKER_POLL_ONLY` | `false` | `true`: no LISTEN connection; jobs are found by polling alone |
+//! | `WORKER_POLL_ONLY` | `false` | `true` (or `1`): no LISTEN connection; jobs are found by polling alone |
 //! | `SHUTDOWN_GRACE` | `20s` | on SIGTERM, how long running jobs may take to finish |
 //! | `JOB_RETENTION` | `7d` | finished jobs older than this are pruned |
 //! | `JOB_PRUNE_EVERY` | `10m` | how often pruning runs |
@@ -68,6 +68,16 @@ where
     }
 }
 
+/// A switch: `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`; `default` when unset.
+pub fn flag(name: &str, default: bool) -> anyhow::Result<bool> {
+    match var(name).map(|raw| raw.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(raw) => anyhow::bail!("{name}={raw:?} is not valid: use true or false"),
+    }
+}
+
 /// A duration such as `500ms`, `25s`, `7d`; `default` when unset.
 pub fn duration(name: &str, default: &str) -> anyhow::Result<Duration> {
     let raw = var(name).unwrap_or_else(|| default.to_owned());
@@ -98,6 +108,9 @@ pub struct DatabaseConfig {
     pub max_connections: Option<u32>,
     /// TLS is required unless the URL or `PGSSLMODE` says otherwise (on a dyno).
     pub require_tls: bool,
+    /// What `pg_stat_activity` and `heroku pg:ps` show for this process's
+    /// connections: `switchboard-web`, `switchboard-worker`, ...
+    pub application_name: String,
 }
 
 impl DatabaseConfig {
@@ -110,7 +123,13 @@ impl DatabaseConfig {
             pooled_url: var("DATABASE_CONNECTION_POOL_URL"),
             max_connections,
             require_tls: on_dyno() && var("PGSSLMODE").is_none(),
+            application_name: "switchboard".to_owned(),
         })
+    }
+
+    /// The same, with connections named after the `process` kind (`web`, `worker`, ...).
+    pub fn for_process(self, process: &str) -> Self {
+        Self { application_name: format!("switchboard-{process}"), ..self }
     }
 
     /// `DATABASE_MAX_CONNECTIONS` when set, else `default` (the process kind's).
@@ -289,7 +308,7 @@ impl WebhookConfig {
             exotel_secret: var("EXOTEL_WEBHOOK_SECRET"),
             exotel_allowed_ips,
             exotel_connect_deadline: duration("EXOTEL_CONNECT_DEADLINE", "3s")?,
-            trust_forwarded_for: parsed("TRUST_FORWARDED_FOR", false)?,
+            trust_forwarded_for: flag("TRUST_FORWARDED_FOR", false)?,
         })
     }
 }

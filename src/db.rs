@@ -34,7 +34,12 @@ pub fn pooled_pool(config: &DatabaseConfig, max_connections: u32) -> anyhow::Res
 
 /// How to reach the server itself.
 pub fn direct_options(config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
-    options("DATABASE_URL", &config.url, config.require_tls)
+    options("DATABASE_URL", &config.url, config)
+}
+
+/// True when application queries go through PgBouncer.
+pub fn is_pooled(config: &DatabaseConfig) -> bool {
+    config.pooled_url.is_some()
 }
 
 /// How to reach PgBouncer: no named statements kept across transactions (the
@@ -43,16 +48,28 @@ pub fn direct_options(config: &DatabaseConfig) -> anyhow::Result<PgConnectOption
 /// `options`, which the direct route may use).
 pub fn pooled_options(config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
     let Some(url) = &config.pooled_url else { return direct_options(config) };
-    Ok(options("DATABASE_CONNECTION_POOL_URL", url, config.require_tls)?
-        .statement_cache_capacity(0)
-        .extra_float_digits(None))
+    Ok(options("DATABASE_CONNECTION_POOL_URL", url, config)?.statement_cache_capacity(0).extra_float_digits(None))
 }
 
-fn options(name: &str, url: &str, require_tls: bool) -> anyhow::Result<PgConnectOptions> {
+fn options(name: &str, url: &str, config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
     let options: PgConnectOptions =
         url.parse().with_context(|| format!("{name} is not a PostgreSQL URL (postgres://user:password@host/db)"))?;
+    let options = options.application_name(&config.application_name);
     let says_sslmode = url::Url::parse(url).is_ok_and(|u| u.query_pairs().any(|(k, _)| k == "sslmode"));
-    Ok(if require_tls && !says_sslmode { options.ssl_mode(PgSslMode::Require) } else { options })
+    Ok(if config.require_tls && !says_sslmode { options.ssl_mode(PgSslMode::Require) } else { options })
+}
+
+/// Logs at start how many connections this process may open, and by which route.
+pub fn log_budget(config: &DatabaseConfig, pooled: u32, direct: u32) {
+    let route = if is_pooled(config) { "DATABASE_CONNECTION_POOL_URL" } else { "DATABASE_URL" };
+    tracing::info!(
+        process = %config.application_name,
+        connections = pooled + direct,
+        application_connections = pooled,
+        application_route = route,
+        direct_connections = direct,
+        "database connection budget"
+    );
 }
 
 fn lazy_pool(options: PgConnectOptions, max_connections: u32) -> PgPool {

@@ -33,8 +33,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Web => {
             let config = WebConfig::from_env()?;
-            let database = DatabaseConfig::from_env()?;
+            let database = DatabaseConfig::from_env()?.for_process("web");
             let pool = db::pooled_pool(&database, database.pool_size(WEB_POOL_SIZE))?;
+            db::log_budget(&database, database.pool_size(WEB_POOL_SIZE), 0);
             db::refuse_plaintext(&database, &pool).await?;
             let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
             let recordings = std::sync::Arc::new(switchboard::storage::RecordingStorage::from_env().await?);
@@ -49,18 +50,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker { queues } => worker::run(&queues).await,
         Command::Migrate => {
             // One session: sqlx's migrator holds an advisory lock on it, which PgBouncer could not keep.
-            let pool = db::direct_pool(&DatabaseConfig::from_env()?, 1)?;
+            let database = DatabaseConfig::from_env()?.for_process("migrate");
+            db::log_budget(&database, 0, 1);
+            let pool = db::direct_pool(&database, 1)?;
             switchboard_jobs::migrate(&pool).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Bench(command) => {
-            let database = DatabaseConfig::from_env()?;
+            let database = DatabaseConfig::from_env()?.for_process("bench");
             let pool = db::direct_pool(&database, database.pool_size(10))?;
             switchboard::bench::run(&pool, command).await
         }
         Command::Jobs(command) => {
-            let database = DatabaseConfig::from_env()?;
+            let database = DatabaseConfig::from_env()?.for_process("jobs");
+            db::log_budget(&database, database.pool_size(JOBS_POOL_SIZE), 0);
             let pool = db::pooled_pool(&database, database.pool_size(JOBS_POOL_SIZE))?;
             switchboard::cli::jobs::run(&pool, command).await
         }

@@ -1,17 +1,24 @@
 //! `switchboard worker`: every registered job kind (or `--queues`) in one
-//! apalis Monitor, drained on SIGTERM; its connections (handlers' pool, the
-//! queue's pool, LISTEN unless `WORKER_POLL_ONLY`) logged at start.
+//! apalis Monitor, drained on SIGTERM; its connections logged at start: the
+//! handlers' pool (through PgBouncer when pooled), the queue's pool and LISTEN
+//! (unless `WORKER_POLL_ONLY`) on the direct route.
 
 use std::sync::Arc;
 
 use switchboard_jobs::ports::{Ports, Telephony};
 use switchboard_jobs::probe::{self, Probe};
-use switchboard_jobs::queue::QueuePools;
+use switchboard_jobs::queue::{self, QUEUE_POOL_CONNECTIONS, QueuePools};
 
 use crate::config::{self, DatabaseConfig, ExotelConfig, TwilioConfig};
+use crate::db;
 use crate::providers::exotel_rest::ExotelRest;
 use crate::providers::telephony_router::TelephonyRouter;
 use crate::providers::twilio_rest::TwilioRest;
+
+/// The handlers' connections at defaults: every kind's running jobs share
+/// them; a job that finds them all busy waits 2 s without spending an attempt
+/// (`JobError`'s `PoolTimedOut`). See docs/deploy-heroku.md for the budget.
+const HANDLER_POOL_SIZE: u32 = 6;
 
 pub async fn run(queues: &[String]) -> anyhow::Result<()> {
     let registry = switchboard_jobs::registry();
@@ -19,12 +26,16 @@ pub async fn run(queues: &[String]) -> anyhow::Result<()> {
         if config::var(probe::ENABLE_VAR).as_deref() == Some("1") { registry.with::<Probe>() } else { registry };
     let registry = if queues.is_empty() { registry } else { registry.only(queues).map_err(anyhow::Error::msg)? };
     let settings = config::supervisor_from_env(registry.kinds())?;
-    let database = DatabaseConfig::from_env()?;
-    let mut pools = QueuePools::sharing(&crate::db::direct_pool(&database, database.pool_size(10))?);
-    if config::parsed("WORKER_POLL_ONLY", false)? {
-        pools.listen = None;
-    }
-    tracing::info!(connections = pools.budget(), "worker connection budget");
+    let database = DatabaseConfig::from_env()?.for_process("worker");
+    let handlers = database.pool_size(HANDLER_POOL_SIZE);
+    let direct = db::direct_options(&database)?;
+    let listen = !config::flag("WORKER_POLL_ONLY", false)?;
+    let pools = QueuePools {
+        handlers: db::pooled_pool(&database, handlers)?,
+        queue: queue::queue_pool(direct.clone()),
+        listen: listen.then_some(direct),
+    };
+    db::log_budget(&database, handlers, QUEUE_POOL_CONNECTIONS + u32::from(listen));
     crate::log_metrics::spawn(pools.queue.clone())?;
     let ports = Ports {
         telephony: telephony_from_env()?,

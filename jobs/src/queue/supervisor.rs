@@ -56,13 +56,6 @@ impl QueuePools {
         let options = pool.connect_options().as_ref().clone();
         Self { handlers: pool.clone(), queue: queue_pool(options.clone()), listen: Some(options) }
     }
-
-    /// How many connections the process opens at most.
-    pub fn budget(&self) -> u32 {
-        self.handlers.options().get_max_connections()
-            + self.queue.options().get_max_connections()
-            + u32::from(self.listen.is_some())
-    }
 }
 
 /// The queue's own pool on `options` (see [`QueuePools::queue`]).

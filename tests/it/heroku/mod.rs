@@ -1,7 +1,9 @@
 //! Switchboard as Heroku runs it: each Procfile line the way a dyno runs it,
-//! PostgreSQL requiring TLS, PgBouncer in transaction mode, and the
-//! connections one web and one worker hold.
+//! PostgreSQL requiring TLS, PgBouncer in transaction mode, the connections
+//! one web and one worker hold, and the logs Heroku's log stream gets.
 
+mod budget;
+mod logs;
 mod procfile;
 mod tls;
 

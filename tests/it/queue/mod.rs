@@ -4,7 +4,7 @@
 //! in the submodules.
 
 mod database_restart;
-mod processes;
+pub(crate) mod processes;
 
 use std::time::Duration;
 

@@ -29,13 +29,13 @@ pub(super) struct Run {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
-pub(super) async fn setup(pool: &PgPool) {
+pub(crate) async fn setup(pool: &PgPool) {
     migrate(pool).await;
     sqlx::raw_sql(probe::TABLE).execute(pool).await.unwrap();
 }
 
 /// Enqueues `n` probes sleeping `sleep_ms`, keyed `p0`, `p1`...
-pub(super) async fn enqueue_probes(pool: &PgPool, n: usize, sleep_ms: u64) {
+pub(crate) async fn enqueue_probes(pool: &PgPool, n: usize, sleep_ms: u64) {
     let probes: Vec<Probe> = (0..n).map(|i| Probe { key: format!("p{i}"), sleep_ms, abort: false }).collect();
     queue::enqueue_many(&mut pool.acquire().await.unwrap(), &probes).await.unwrap();
 }
