@@ -50,8 +50,10 @@ pub async fn run(queues: &[String]) -> anyhow::Result<()> {
 /// Both providers' REST clients behind one port, each present when its
 /// account is configured; `None` when neither is.
 fn telephony_from_env() -> anyhow::Result<Option<Arc<dyn Telephony>>> {
+    let machine_detection = config::parsed("TWILIO_MACHINE_DETECTION", true)?;
     let router = TelephonyRouter {
-        twilio: TwilioConfig::from_env()?.map(|c| Arc::new(TwilioRest::new(c)) as Arc<dyn Telephony>),
+        twilio: TwilioConfig::from_env()?
+            .map(|c| Arc::new(TwilioRest::new(c).with_machine_detection(machine_detection)) as Arc<dyn Telephony>),
         exotel: ExotelConfig::from_env()?.map(|c| Arc::new(ExotelRest::new(c)) as Arc<dyn Telephony>),
     };
     let any = router.twilio.is_some() || router.exotel.is_some();

@@ -51,18 +51,20 @@ pub enum Provider {
     Exotel,
 }
 
-/// A call for the provider to place. Twilio: `To` is dialled and runs `twiml`.
-/// Exotel Connect: `from` (the agent) is dialled first, then `to`, both
-/// seeing `caller_id` (the ExoPhone), so neither sees the other's number.
+/// A call for the provider to place: `to`, bridged to `from` (the agent)
+/// when given, both seeing `caller_id`, so neither sees the other's number.
+/// Exotel Connect dials `from` first, then `to`. Twilio dials `to` and runs
+/// `twiml`, or, without it, dials `from` once `to` answers, with a `<Dial
+/// action>` reporting how the agent's leg ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboundCall {
     pub provider: Provider,
-    /// The first leg (agent) for Exotel Connect; ignored by Twilio.
+    /// The agent bridged to `to`.
     pub from: Option<String>,
     pub to: String,
     /// Our number shown to the callee (Twilio `From`, Exotel `CallerId`).
     pub caller_id: String,
-    /// Twilio only: what the answered leg does.
+    /// Twilio only: what the answered leg does instead of bridging `from`.
     pub twiml: Option<String>,
     /// Echoed back in status callbacks (Exotel `CustomField`, a Twilio callback query parameter).
     pub custom_field: Option<String>,

@@ -22,7 +22,7 @@ use crate::outbound::reach::{Reach, reach};
 use crate::outbound::watchdog::{self, Unsettled};
 use crate::outbound::{CallStatus, Rules, ScheduledCall, Verdict};
 use crate::phone::mask_in_text;
-use crate::ports::{OutboundCall, OutboundLine, PortError, Provider};
+use crate::ports::{OutboundCall, OutboundLine, PortError};
 use crate::queue::{EnqueueOptions, Job, JobContext, JobError, RetryPolicy, enqueue_with};
 use crate::route_call::LOOK_AGAIN_EVERY;
 use crate::routing;
@@ -324,33 +324,19 @@ async fn give_back(conn: &mut PgConnection, agent_id: Option<i64>) -> Result<(),
 }
 
 /// The provider request for one attempt: the attempt id rides along as the
-/// custom field, and the call is recorded. Exotel Connect rings the agent
-/// first, then the customer, both seeing the ExoPhone; Twilio rings the
-/// customer and bridges the agent on answer, showing the same caller id.
+/// custom field, and the call is recorded. Both providers bridge the agent
+/// (`from`) and the customer (`to`), both seeing our caller id: Exotel Connect
+/// rings the agent first, then the customer; Twilio rings the customer and,
+/// on answer, dials the agent with a `<Dial>` whose action reports the agent's leg.
 fn outbound_call(customer_phone: &str, agent_phone: &str, line: &OutboundLine, attempt_id: Uuid) -> OutboundCall {
-    let (from, twiml) = match line.provider {
-        Provider::Exotel => (Some(agent_phone.to_owned()), None),
-        Provider::Twilio => (
-            None,
-            Some(format!(
-                r#"<Response><Dial callerId="{}"><Number>{}</Number></Dial></Response>"#,
-                xml_escape(&line.caller_id),
-                xml_escape(agent_phone)
-            )),
-        ),
-    };
     OutboundCall {
         provider: line.provider,
-        from,
+        from: Some(agent_phone.to_owned()),
         to: customer_phone.to_owned(),
         caller_id: line.caller_id.clone(),
-        twiml,
+        twiml: None,
         custom_field: Some(attempt_id.to_string()),
         status_callback: line.status_callback.clone(),
         record: true,
     }
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
 }

@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use switchboard_jobs::calls::CallStatus;
+use switchboard_jobs::outbound::Report;
 
 use super::fields::{Fields, event_time, ignored_unless, seconds, url};
 use super::identifiers::{CallSid, Digits, attempt_id, shown};
@@ -142,6 +143,57 @@ pub struct StatusCallback {
     pub to: Option<PhoneNumber>,
     /// What we put in `CustomField` when placing the call (an outbound attempt id).
     pub custom_field: Option<String>,
+    /// Connect's two legs (the agent's, dialled first, then the customer's),
+    /// when the callback lists them.
+    pub legs: Option<[Leg; 2]>,
+}
+
+/// One leg of a call, as `Legs` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leg {
+    /// `completed`, `busy`, `no-answer`, `failed`, `canceled`, or `null` when never dialled.
+    pub status: String,
+    /// `AnsweredBy` is `Machine` (voicemail, an IVR).
+    pub machine: bool,
+}
+
+impl Leg {
+    fn new(status: Option<&str>, answered_by: Option<&str>) -> Option<Self> {
+        let status = status.unwrap_or("null").trim();
+        let known = status.len() <= 16 && status.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-');
+        let machine = answered_by.is_some_and(|by| by.trim().eq_ignore_ascii_case("machine"));
+        ignored_unless("Legs", known.then(|| Self { status: status.to_ascii_lowercase(), machine }))
+    }
+}
+
+/// The first two legs: from `Legs` as JSON (a JSON body keeps it as its text),
+/// or as form fields `Legs[0][Status]`; `None` when there are not two.
+fn legs(fields: &Fields) -> Option<[Leg; 2]> {
+    let listed: Vec<Leg> = match present(fields, &["Legs"]) {
+        Some(json) => {
+            let legs: Vec<Value> = serde_json::from_str(json).ok()?;
+            let text = |leg: &Value, name: &str| -> Option<String> {
+                let object = leg.as_object()?;
+                let value = object.iter().find(|(key, _)| key.eq_ignore_ascii_case(name))?.1;
+                value.as_str().map(str::to_owned)
+            };
+            legs.iter()
+                .take(2)
+                .filter_map(|leg| Leg::new(text(leg, "Status").as_deref(), text(leg, "AnsweredBy").as_deref()))
+                .collect()
+        }
+        None => (0..2)
+            .filter_map(|n| {
+                let status = fields.get_ignore_case(&format!("Legs[{n}][Status]"));
+                let answered_by = fields.get_ignore_case(&format!("Legs[{n}][AnsweredBy]"));
+                if status.is_none() && answered_by.is_none() {
+                    return None;
+                }
+                Leg::new(status, answered_by)
+            })
+            .collect(),
+    };
+    listed.try_into().ok()
 }
 
 impl StatusCallback {
@@ -158,7 +210,24 @@ impl StatusCallback {
             from: number(fields, &["From", "CallFrom"]),
             to: number(fields, &["To", "CallTo"]),
             custom_field: attempt_id(present(fields, &["CustomField"])),
+            legs: legs(fields),
         })
+    }
+}
+
+impl StatusCallback {
+    /// What the callback says about an outbound attempt: its two legs when
+    /// listed, else only the call's status.
+    pub fn report(&self) -> Report<'_> {
+        match &self.legs {
+            Some([agent, customer]) => Report::Legs {
+                agent: &agent.status,
+                customer: &customer.status,
+                customer_machine: customer.machine,
+                conversation_secs: self.duration_secs,
+            },
+            None => Report::Call(self.status.as_str()),
+        }
     }
 }
 
@@ -224,6 +293,20 @@ mod tests {
         assert_eq!(status.status, CallStatus::NoAnswer);
         assert_eq!(status.updated_at.to_rfc3339(), "2026-11-21T04:30:00+00:00");
         assert_eq!(status.custom_field.as_deref(), Some("0190f3c2-6a1e-7cc0-8d3e-6f1a2b3c4d5e"));
+        assert_eq!(status.legs, None, "one leg listed is not Connect's two");
+    }
+
+    #[test]
+    fn both_legs_are_read_from_json_or_from_form_fields() {
+        let body = br#"{"CallSid":"b6cf","Status":"completed","Legs":[{"OnCallDuration":41,"Status":"completed","AnsweredBy":"NA"},{"OnCallDuration":0,"Status":null,"AnsweredBy":"MACHINE"}]}"#;
+        let json = StatusCallback::parse(&Fields::parse(None, Some("application/json"), body).unwrap()).unwrap();
+        let expected =
+            [Leg { status: "completed".into(), machine: false }, Leg { status: "null".into(), machine: true }];
+        assert_eq!(json.legs, Some(expected.clone()));
+        let form =
+            "CallSid=b6cf&Status=completed&Legs%5B0%5D%5BStatus%5D=completed&Legs%5B1%5D%5BAnsweredBy%5D=Machine";
+        let form = StatusCallback::parse(&Fields::parse(None, None, form.as_bytes()).unwrap()).unwrap();
+        assert_eq!(form.legs, Some(expected));
     }
 
     #[test]

@@ -9,5 +9,6 @@ pub mod identifiers;
 pub mod rest_client;
 pub mod telephony_router;
 pub mod twilio;
+pub mod twilio_legs;
 pub mod twilio_rest;
 pub mod twiml;

@@ -236,15 +236,15 @@ fn with_default_port(url: &str) -> String {
     format!("{scheme}{authority}:{port}{rest}")
 }
 
-fn required<'a>(fields: &'a Fields, name: &str) -> Result<&'a str, String> {
+pub(super) fn required<'a>(fields: &'a Fields, name: &str) -> Result<&'a str, String> {
     fields.get(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is missing"))
 }
 
-fn call_sid(fields: &Fields) -> Result<CallSid, String> {
+pub(super) fn call_sid(fields: &Fields) -> Result<CallSid, String> {
     CallSid::twilio(required(fields, "CallSid")?)
 }
 
-fn call_status(raw: &str) -> Result<CallStatus, String> {
+pub(super) fn call_status(raw: &str) -> Result<CallStatus, String> {
     raw.parse().map_err(|_| format!("CallStatus={} is not a call status", shown(raw)))
 }
 

@@ -1,24 +1,37 @@
 //! Twilio's REST API as our `Telephony` port: create calls (limited to
 //! [`CALL_TIME_LIMIT`], which the outbound watchdog relies on) and redirect
 //! live ones, through the shared [`RestClient`] (form POSTs, Basic auth,
-//! errors classified by what retrying would do).
+//! errors classified by what retrying would do). A call bridging an agent
+//! (an outbound follow-up) dials the agent once the customer answers, with a
+//! `<Dial action>` reporting the agent's leg, and (unless switched off)
+//! asynchronous answering-machine detection reporting who answered.
 
 use serde_json::Value;
 use switchboard_jobs::outbound::watchdog::CALL_TIME_LIMIT;
 use switchboard_jobs::ports::{OutboundCall, PlacedCall, PortError, PortFuture, Telephony};
 
 use super::rest_client::RestClient;
+use super::twilio_legs::{DIAL_ACTION_PATH, MACHINE_DETECTION_PATH};
+use super::twiml;
 use crate::config::TwilioConfig;
 
 pub struct TwilioRest {
     rest: RestClient,
     config: TwilioConfig,
+    machine_detection: bool,
 }
 
 impl TwilioRest {
+    /// A client whose follow-ups ask for answering-machine detection.
     pub fn new(config: TwilioConfig) -> Self {
         let rest = RestClient::new("Twilio", config.account_sid.clone(), config.auth_token.clone(), twilio_error);
-        Self { rest, config }
+        Self { rest, config, machine_detection: true }
+    }
+
+    /// Whether follow-ups ask for answering-machine detection (`TWILIO_MACHINE_DETECTION`; billed per call).
+    pub fn with_machine_detection(mut self, enabled: bool) -> Self {
+        self.machine_detection = enabled;
+        self
     }
 
     /// A path such as `/webhooks/twilio/status` becomes a URL Twilio can reach.
@@ -28,7 +41,12 @@ impl TwilioRest {
 
     /// The status callback URL, with `attempt_id` echoing the call's custom field.
     fn status_callback(&self, call: &OutboundCall) -> String {
-        let url = self.public_url(&call.status_callback);
+        self.with_attempt(&call.status_callback, call)
+    }
+
+    /// `url` made public, with `attempt_id` echoing the call's custom field.
+    fn with_attempt(&self, url: &str, call: &OutboundCall) -> String {
+        let url = self.public_url(url);
         match &call.custom_field {
             None => url,
             Some(attempt) => {
@@ -65,8 +83,18 @@ impl Telephony for TwilioRest {
                 ("TimeLimit", CALL_TIME_LIMIT.as_secs().to_string()),
             ];
             form.extend(["initiated", "ringing", "answered", "completed"].map(|e| ("StatusCallbackEvent", e.into())));
-            if let Some(twiml) = &call.twiml {
-                form.push(("Twiml", twiml.clone()));
+            match (&call.twiml, &call.from) {
+                (Some(twiml), _) => form.push(("Twiml", twiml.clone())),
+                (None, Some(agent)) => {
+                    let action = self.with_attempt(DIAL_ACTION_PATH, call);
+                    form.push(("Twiml", twiml::dial_agent(&call.caller_id, agent, &action)));
+                    if self.machine_detection {
+                        form.push(("MachineDetection", "Enable".to_owned()));
+                        form.push(("AsyncAmd", "true".to_owned()));
+                        form.push(("AsyncAmdStatusCallback", self.with_attempt(MACHINE_DETECTION_PATH, call)));
+                    }
+                }
+                (None, None) => {}
             }
             if call.record {
                 form.push(("RecordingStatusCallback", self.public_url("/webhooks/twilio/recording")));

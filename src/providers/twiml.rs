@@ -1,5 +1,6 @@
 //! The TwiML documents we answer Twilio with. URLs are paths: Twilio resolves
-//! them against the URL it just requested, our public one.
+//! them against the URL it just requested, our public one. TwiML we hand over
+//! with a call we create has no such URL: its URLs are absolute.
 
 /// `<Response/>`: nothing more to do (status and recording callbacks).
 pub const EMPTY: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response/>"#;
@@ -42,6 +43,17 @@ pub fn callback_promise() -> String {
 
 pub fn transfer(number: &str) -> String {
     response(&format!("<Dial>{}</Dial>", escape(number)))
+}
+
+/// A follow-up's customer answered: dial the agent, showing `caller_id`;
+/// when the agent's leg ends, Twilio reports it to `action` (an absolute URL).
+pub fn dial_agent(caller_id: &str, agent: &str, action: &str) -> String {
+    response(&format!(
+        r#"<Dial callerId="{}" action="{}" method="POST"><Number>{}</Number></Dial>"#,
+        escape(caller_id),
+        escape(action),
+        escape(agent)
+    ))
 }
 
 pub fn say_and_hang_up(text: &str) -> String {

@@ -87,15 +87,19 @@ impl TwilioSim {
         format!("{}/2010-04-01/Accounts/{}/Recordings/{recording_sid}", self.base_url, self.target.twilio_account_sid)
     }
 
+    /// `url` as a path, when it is one of the web's public URLs.
+    fn path_of(&self, url: &str) -> String {
+        url.strip_prefix(&self.target.public_base_url).unwrap_or(url).to_owned()
+    }
+
     /// Rings `customer` for a call the web's worker created (not an agent leg).
-    async fn ring(self, call_sid: String, customer: String, status_callback: String) {
+    async fn ring(self, call_sid: String, customer: String, follow_up: FollowUp) {
         let answers = self.customers.ring(&customer);
         let script = scripts::by_id(scripts::FOLLOW_UP).expect("the follow-up script exists");
         let plan = CallPlan { script, caller: customer, first_agent_misses: false, messy_delivery: false };
         let mut callee = self.caller(&plan, call_sid);
-        callee.status_path =
-            status_callback.strip_prefix(&self.target.public_base_url).unwrap_or(&status_callback).to_owned();
-        callee.pick_up(answers).await;
+        callee.status_path = self.path_of(&follow_up.status_callback);
+        callee.pick_up(answers, &follow_up).await;
         self.customers.hang_up();
     }
 
@@ -338,8 +342,10 @@ impl Caller<'_> {
     }
 
     /// A customer the web's worker called (a scheduled call): the phone rings,
-    /// they answer and talk, or they do not pick up.
-    async fn pick_up(&self, answers: bool) {
+    /// they answer (a human, says machine detection) and the `<Dial>` rings the
+    /// agent, who answers and talks until the agent's leg ends (its `<Dial
+    /// action>`); or they do not pick up.
+    async fn pick_up(&self, answers: bool, follow_up: &FollowUp) {
         self.status(&self.call_sid, "initiated", 0, None, Leg::Customer).await;
         self.status(&self.call_sid, "ringing", 1, None, Leg::Customer).await;
         if !answers {
@@ -347,11 +353,48 @@ impl Caller<'_> {
             return;
         }
         self.status(&self.call_sid, "in-progress", 2, None, Leg::Customer).await;
+        if let Some(detection) = &follow_up.machine_detection {
+            let mut params = self.customer_params("in-progress");
+            params.extend([("AnsweredBy".into(), "human".into()), ("MachineDetectionDuration".into(), "2100".into())]);
+            self.post("amd", &self.sim.path_of(detection), params).await;
+        }
         tokio::time::sleep(self.plan.talk_time(self.target)).await;
         let seconds = self.plan.script.duration_secs.to_string();
+        if let Some(action) = &follow_up.dial_action {
+            let mut params = self.customer_params("in-progress");
+            params.extend([
+                ("DialCallStatus".into(), "completed".into()),
+                ("DialCallSid".into(), sid("CA")),
+                ("DialCallDuration".into(), seconds.clone()),
+            ]);
+            self.post("dial", &self.sim.path_of(action), params).await;
+        }
         self.status(&self.call_sid, "completed", 3, Some(&seconds), Leg::Customer).await;
         self.announce_recording(&self.call_sid, &sid("RE"), "OutboundAPI").await;
     }
+
+    /// The parameters of a request about the customer's call.
+    fn customer_params(&self, status: &str) -> Vec<(String, String)> {
+        let pairs = [
+            ("AccountSid", self.target.twilio_account_sid.as_str()),
+            ("ApiVersion", "2010-04-01"),
+            ("CallSid", &self.call_sid),
+            ("CallStatus", status),
+            ("Direction", "outbound-api"),
+            ("From", &self.target.our_number),
+            ("To", &self.plan.caller),
+        ];
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+}
+
+/// Where the web asked to hear about a follow-up's legs.
+struct FollowUp {
+    status_callback: String,
+    /// The `<Dial action>` of the TwiML, reporting the agent's leg.
+    dial_action: Option<String>,
+    /// `AsyncAmdStatusCallback`, when machine detection was asked for.
+    machine_detection: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -364,12 +407,21 @@ enum Leg<'a> {
     Customer,
 }
 
-/// The `action` of the TwiML's `<Gather>`, unescaped (`/webhooks/twilio/ivr?menu=1&attempt=0`).
+/// The `action` of the TwiML's first `verb` (`<Gather`, `<Dial`), unescaped
+/// (`/webhooks/twilio/ivr?menu=1&attempt=0`).
+fn action_of(twiml: &str, verb: &str) -> Option<String> {
+    let element = &twiml[twiml.find(verb)?..];
+    let start = element.find("action=\"")? + "action=\"".len();
+    let end = element[start..].find('"')? + start;
+    Some(element[start..end].replace("&amp;", "&"))
+}
+
 fn gather_action(twiml: &str) -> Option<String> {
-    let gather = &twiml[twiml.find("<Gather")?..];
-    let start = gather.find("action=\"")? + "action=\"".len();
-    let end = gather[start..].find('"')? + start;
-    Some(gather[start..end].replace("&amp;", "&"))
+    action_of(twiml, "<Gather")
+}
+
+fn dial_action(twiml: &str) -> Option<String> {
+    action_of(twiml, "<Dial")
 }
 
 /// The CallSid named by `<Queue>` in an agent leg's TwiML.
@@ -417,8 +469,12 @@ async fn create_call(
             }
         }
         None => {
-            let status_callback = field(&form, "StatusCallback").unwrap_or("/webhooks/twilio/status").to_owned();
-            tokio::spawn(sim.clone().ring(call_sid.clone(), to.to_owned(), status_callback));
+            let follow_up = FollowUp {
+                status_callback: field(&form, "StatusCallback").unwrap_or("/webhooks/twilio/status").to_owned(),
+                dial_action: field(&form, "Twiml").and_then(dial_action),
+                machine_detection: field(&form, "AsyncAmdStatusCallback").map(str::to_owned),
+            };
+            tokio::spawn(sim.clone().ring(call_sid.clone(), to.to_owned(), follow_up));
         }
     }
     let body = json!({"sid": call_sid, "account_sid": account, "to": to, "from": from, "status": "queued",
@@ -471,5 +527,8 @@ mod tests {
         let twiml = crate::providers::twiml::gather(7, 1, "Press 1", 5, None);
         assert_eq!(gather_action(&twiml).as_deref(), Some("/webhooks/twilio/ivr?menu=7&attempt=1"));
         assert_eq!(dequeued_caller("<Response><Dial><Queue>CA12</Queue></Dial></Response>"), Some("CA12"));
+        let follow_up =
+            crate::providers::twiml::dial_agent("+1", "+2", "https://x.test/webhooks/twilio/dial?attempt_id=a");
+        assert_eq!(dial_action(&follow_up).as_deref(), Some("https://x.test/webhooks/twilio/dial?attempt_id=a"));
     }
 }

@@ -198,7 +198,8 @@ pub struct Attempt {
     pub dialed_at: DateTime<Utc>,
     pub provider_call_sid: Option<String>,
     pub agent_id: Option<i64>,
-    /// The provider's final status, `rejected`, `no-agent` or `no-outcome`; null while awaited.
+    /// What the legs did (`completed` only when both talked; `busy`, `no-answer`, `voicemail`,
+    /// `agent-no-answer`...), `rejected`, `no-agent` or `no-outcome`; null while awaited.
     pub outcome: Option<String>,
     pub outcome_at: Option<DateTime<Utc>>,
     pub error: Option<String>,

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::window::Purpose;
 
-pub use outcome::{Outcome, record_outcome};
+pub use outcome::{Outcome, Report, record_outcome};
 pub use rules::{Rules, Verdict};
 pub use schedule::{Cancelled, NewScheduledCall, RetrySettings, ScheduleError, Scheduled, cancel, schedule};
 

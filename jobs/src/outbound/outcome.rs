@@ -1,9 +1,14 @@
-//! What a placed call's outcome does to its scheduled call: completed ends it;
-//! canceled cancels it (only our side cancels a call it created: Twilio's
-//! `Status=canceled` on a queued or ringing call, telephony.md 1.2 and 2); busy,
-//! no answer or failed plans the next attempt after the backoff, through the
-//! gate again, until the attempts run out. Called by the provider's status
-//! webhook with the attempt id it echoes back (`CustomField`).
+//! What a placed call's outcome does to its scheduled call. The outcome comes
+//! from what each leg did ([`Report`]): `completed` only when the agent and
+//! the customer both talked; a machine answering the customer is `voicemail`,
+//! an agent who never answers `agent-no-answer` (`agent-busy`, ...), a call
+//! both answered without a second of conversation `no-conversation`.
+//! Completed ends the scheduled call; canceled cancels it (only our side
+//! cancels a call it created: Twilio's `Status=canceled` on a queued or
+//! ringing call, telephony.md 1.2 and 2); every other outcome plans the next
+//! attempt after the backoff, through the gate again, until the attempts run
+//! out. Called by the provider's webhooks (and reconciliation) with the
+//! attempt id it echoes back (`CustomField`).
 
 use std::time::Duration;
 
@@ -35,16 +40,79 @@ pub enum Outcome {
     Stopped,
 }
 
-/// Records the provider's final `status` (Twilio/Exotel spelling) of attempt
-/// `attempt_id`, observed at `at`, and plans what follows, enqueueing the next
-/// attempt on `conn`: run it in the webhook's transaction. Safe to repeat.
+/// What the provider reported about an attempt's call, one report at a time.
+/// Statuses are in Twilio's or Exotel's spelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report<'a> {
+    /// The call's status and nothing about its legs (an Exotel StatusCallback
+    /// without `Legs`): taken as the outcome.
+    Call(&'a str),
+    /// Twilio: the status of the call we placed to the customer. Its
+    /// `completed` says only that the customer answered: the outcome waits
+    /// for the agent's leg.
+    CustomerCall(&'a str),
+    /// Twilio `<Dial action>`: how the agent's leg ended (`DialCallStatus`);
+    /// the customer had answered, or the agent would not have been dialled.
+    AgentLeg(&'a str),
+    /// Answering-machine detection: a machine (voicemail, fax) answered the customer.
+    Machine,
+    /// Exotel Connect with its `Legs`: the agent's leg (dialled first), the
+    /// customer's (`null` when never dialled), whether a machine answered the
+    /// customer's, and the seconds both were connected (`ConversationDuration`).
+    Legs { agent: &'a str, customer: &'a str, customer_machine: bool, conversation_secs: Option<i32> },
+}
+
+impl Report<'_> {
+    /// The attempt's outcome this report settles, or `None` when it settles
+    /// nothing yet (a progress status, a customer who answered while the
+    /// agent's leg is still to be heard of).
+    pub fn outcome(&self) -> Option<&'static str> {
+        match *self {
+            Report::Call(status) => final_outcome(status),
+            Report::CustomerCall(status) => final_outcome(status).filter(|outcome| *outcome != "completed"),
+            Report::AgentLeg(status) => agent_leg_outcome(status),
+            Report::Machine => Some("voicemail"),
+            Report::Legs { agent, customer, customer_machine, conversation_secs } => {
+                let agent = agent_leg_outcome(agent)?;
+                if agent != "completed" {
+                    return Some(agent);
+                }
+                if customer_machine {
+                    return Some("voicemail");
+                }
+                match final_outcome(customer) {
+                    Some("completed") if conversation_secs != Some(0) => Some("completed"),
+                    // Both answered without a second together, or the customer was never dialled (`null`).
+                    Some("completed") | None => Some("no-conversation"),
+                    customer => customer,
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of an attempt whose agent's leg ended with `status`; `None` while it goes on.
+fn agent_leg_outcome(status: &str) -> Option<&'static str> {
+    Some(match final_outcome(status)? {
+        "completed" => "completed",
+        "busy" => "agent-busy",
+        "no-answer" => "agent-no-answer",
+        "canceled" => "agent-canceled",
+        _ => "agent-failed",
+    })
+}
+
+/// Records what `report` settles about attempt `attempt_id`, observed at
+/// `at`, and plans what follows, enqueueing the next attempt on `conn`: run
+/// it in the webhook's transaction. Safe to repeat; the first report that
+/// settles the attempt wins.
 pub async fn record_outcome(
     conn: &mut PgConnection,
     attempt_id: Uuid,
-    status: &str,
+    report: &Report<'_>,
     at: DateTime<Utc>,
 ) -> Result<Outcome, sqlx::Error> {
-    let Some(outcome) = final_outcome(status) else { return Ok(Outcome::Ignored) };
+    let Some(outcome) = report.outcome() else { return Ok(Outcome::Ignored) };
     let call_id: Option<Uuid> =
         sqlx::query_scalar("SELECT scheduled_call_id FROM scheduled_call_attempts WHERE id = $1")
             .bind(attempt_id)
@@ -133,5 +201,38 @@ fn final_outcome(status: &str) -> Option<&'static str> {
         "failed" => Some("failed"),
         "canceled" | "cancelled" => Some("canceled"),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Report;
+
+    fn legs(agent: &'static str, customer: &'static str, machine: bool, talked: Option<i32>) -> Option<&'static str> {
+        Report::Legs { agent, customer, customer_machine: machine, conversation_secs: talked }.outcome()
+    }
+
+    #[test]
+    fn a_twilio_follow_up_completes_only_when_the_agents_leg_did() {
+        assert_eq!(Report::CustomerCall("completed").outcome(), None, "the customer answered; the agent is unknown");
+        assert_eq!(Report::CustomerCall("no-answer").outcome(), Some("no-answer"));
+        assert_eq!(Report::CustomerCall("in-progress").outcome(), None);
+        assert_eq!(Report::AgentLeg("completed").outcome(), Some("completed"));
+        assert_eq!(Report::AgentLeg("no-answer").outcome(), Some("agent-no-answer"));
+        assert_eq!(Report::AgentLeg("busy").outcome(), Some("agent-busy"));
+        assert_eq!(Report::AgentLeg("failed").outcome(), Some("agent-failed"));
+        assert_eq!(Report::Machine.outcome(), Some("voicemail"));
+    }
+
+    #[test]
+    fn an_exotel_connect_completes_only_when_both_legs_talked() {
+        assert_eq!(legs("completed", "completed", false, Some(65)), Some("completed"));
+        assert_eq!(legs("completed", "completed", false, None), Some("completed"));
+        assert_eq!(legs("no-answer", "null", false, Some(0)), Some("agent-no-answer"));
+        assert_eq!(legs("completed", "busy", false, Some(0)), Some("busy"));
+        assert_eq!(legs("completed", "completed", true, Some(20)), Some("voicemail"));
+        assert_eq!(legs("completed", "completed", false, Some(0)), Some("no-conversation"));
+        assert_eq!(legs("completed", "null", false, None), Some("no-conversation"));
+        assert_eq!(Report::Call("completed").outcome(), Some("completed"), "without legs, the call's status");
     }
 }

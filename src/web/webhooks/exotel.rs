@@ -19,7 +19,7 @@ use switchboard_jobs::calls::{self, CallSeen, CallStatus, Direction, StatusUpdat
 use switchboard_jobs::outbound::callback;
 use switchboard_jobs::ports::Provider;
 
-use super::handoffs::{self, AttemptStatus, RecordingFacts};
+use super::handoffs::{self, AttemptReport, RecordingFacts};
 use super::{RawEvent, department_for_number, queue_and_route, store_event};
 use crate::ivr::{self, Step};
 use crate::providers::exotel::{self, FlowRequest, Gate, StatusCallback};
@@ -281,9 +281,9 @@ async fn status(State(state): State<AppState>, incoming: Incoming) -> Result<Res
             at: event.updated_at,
         };
         let applied = calls::apply_status(&mut tx, call_id, &update).await?;
-        if let (true, Some(attempt_id)) = (applied, event.custom_field.clone()) {
-            let attempt = AttemptStatus { attempt_id, call_id, status: event.status };
-            handoffs::outbound_attempt_status(&mut tx, &attempt).await?;
+        if let (true, Some(attempt_id)) = (applied, event.custom_field.as_deref()) {
+            let report = event.report();
+            handoffs::outbound_attempt_report(&mut tx, &AttemptReport { attempt_id, call_id, report }).await?;
         }
         if let Some(recording_url) = event.recording_url {
             let facts = RecordingFacts {

@@ -1,11 +1,10 @@
 //! What inbound webhooks hand to work owned elsewhere, on the webhook's own
-//! transaction: a finished recording enqueues `fetch-recording`; an outbound
-//! attempt's status feeds the scheduled call's next step.
+//! transaction: a finished recording enqueues `fetch-recording`; what a
+//! provider reports about an outbound attempt feeds the scheduled call's next step.
 
 use sqlx::PgConnection;
-use switchboard_jobs::calls::CallStatus;
 use switchboard_jobs::fetch_recording::{self, RecordingRef};
-use switchboard_jobs::outbound;
+use switchboard_jobs::outbound::{self, Report};
 use switchboard_jobs::ports::Provider;
 
 /// A finished recording, as the provider reported it.
@@ -52,25 +51,27 @@ pub async fn recording_ready(conn: &mut PgConnection, facts: &RecordingFacts) ->
     Ok(())
 }
 
-/// An outbound attempt's call changed status (it carried `attempt_id` / `CustomField`).
+/// What a provider reported about an outbound attempt's call (it carried
+/// `attempt_id` / `CustomField`).
 #[derive(Debug, Clone)]
-pub struct AttemptStatus {
-    pub attempt_id: String,
+pub struct AttemptReport<'a> {
+    pub attempt_id: &'a str,
     pub call_id: i64,
-    pub status: CallStatus,
+    pub report: Report<'a>,
 }
 
-/// Hands a terminal status to the scheduled call: completed ends it; canceled
-/// (which only our side does to a call it created) cancels it; busy, no-answer
-/// and failed plan the next attempt. An attempt the watchdog gave up already
-/// stays as it is. An attempt id that is not ours
-/// (not a UUID) is logged and ignored: the webhook is still stored.
-pub async fn outbound_attempt_status(conn: &mut PgConnection, attempt: &AttemptStatus) -> Result<(), sqlx::Error> {
+/// Hands the report to the scheduled call: an outcome it settles (completed
+/// only when both sides talked) ends the call, cancels it (canceled, which
+/// only our side does to a call it created) or plans the next attempt. An
+/// attempt settled already (by an earlier report or the watchdog) stays as
+/// it is. An attempt id that is not ours (not a UUID) is logged and ignored:
+/// the webhook is still stored.
+pub async fn outbound_attempt_report(conn: &mut PgConnection, attempt: &AttemptReport<'_>) -> Result<(), sqlx::Error> {
     let Ok(attempt_id) = attempt.attempt_id.parse::<uuid::Uuid>() else {
-        tracing::warn!(attempt_id = %attempt.attempt_id, call_id = attempt.call_id, "status for an unknown attempt id; ignored");
+        tracing::warn!(attempt_id = %attempt.attempt_id, call_id = attempt.call_id, "report for an unknown attempt id; ignored");
         return Ok(());
     };
-    let outcome = outbound::record_outcome(conn, attempt_id, attempt.status.as_str(), chrono::Utc::now()).await?;
-    tracing::info!(%attempt_id, call_id = attempt.call_id, status = %attempt.status, ?outcome, "outbound attempt status applied");
+    let outcome = outbound::record_outcome(conn, attempt_id, &attempt.report, chrono::Utc::now()).await?;
+    tracing::info!(%attempt_id, call_id = attempt.call_id, report = ?attempt.report, ?outcome, "outbound attempt report applied");
     Ok(())
 }

@@ -8,6 +8,7 @@
 mod exotel;
 mod handoffs;
 mod twilio;
+mod twilio_legs;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -24,7 +25,11 @@ use super::AppState;
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(twilio::routes()).merge(exotel::routes()).layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+    Router::new()
+        .merge(twilio::routes())
+        .merge(twilio_legs::routes())
+        .merge(exotel::routes())
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
 }
 
 /// `path` fit for a log line: the secret segment of Exotel's paths masked.

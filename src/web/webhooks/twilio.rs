@@ -1,5 +1,6 @@
 //! `/webhooks/twilio/{voice,ivr,status,recording}` (stored, deduplicated)
-//! and `/webhooks/twilio/{overflow,hangup}` (TwiML only), all signature-checked,
+//! and `/webhooks/twilio/{overflow,hangup}` (TwiML only); the legs of outbound
+//! follow-ups in [`super::twilio_legs`]. All signature-checked,
 //! by POST or by GET (Twilio allows either for every webhook; a GET's
 //! parameters are in its signed query string).
 
@@ -11,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sqlx::PgConnection;
 use switchboard_jobs::calls::{self, CallSeen, CallStatus, Direction, StatusUpdate};
+use switchboard_jobs::outbound::Report;
 use switchboard_jobs::ports::Provider;
 use switchboard_jobs::route_call::{self, LegStatus};
 
-use super::handoffs::{self, AttemptStatus, RecordingFacts};
+use super::handoffs::{self, AttemptReport, RecordingFacts};
 use super::{RawEvent, department_for_number, queue_and_route, store_event};
 use crate::ivr::{self, Step};
 use crate::providers::fields::{self, Fields};
@@ -38,18 +40,18 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// A request whose signature checked out.
-struct Signed {
+pub(super) struct Signed {
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-    fields: Fields,
+    pub(super) fields: Fields,
 }
 
 impl Signed {
     /// Dedupe keys are the signed business keys (`status:{sid}:{sequence}`):
     /// the unsigned `I-Twilio-Idempotency-Token` header only travels with the
     /// stored event, so a replay under a fresh token is still a duplicate.
-    fn event<'a>(&'a self, endpoint: &'static str, call_sid: &'a str, dedupe_key: String) -> RawEvent<'a> {
+    pub(super) fn event<'a>(&'a self, endpoint: &'static str, call_sid: &'a str, dedupe_key: String) -> RawEvent<'a> {
         RawEvent {
             provider: Provider::Twilio,
             endpoint,
@@ -65,7 +67,7 @@ impl Signed {
 /// Parses (at most `MAX_FIELDS`, 413 above), then checks `X-Twilio-Signature`
 /// over `PUBLIC_BASE_URL` + path + query (with the auth token, or the
 /// SharedKey `X-Twilio-Webhooks-Signature-Settings` names).
-fn authenticate(state: &AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Signed, ApiError> {
+pub(super) fn authenticate(state: &AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Signed, ApiError> {
     let path = uri.path().to_owned();
     let refuse = |reason: &dyn std::fmt::Display| {
         tracing::warn!(%path, %reason, "Twilio webhook refused");
@@ -86,7 +88,7 @@ fn authenticate(state: &AppState, uri: Uri, headers: HeaderMap, body: Bytes) -> 
     Ok(Signed { uri, headers, body, fields })
 }
 
-fn twiml_response(twiml: impl Into<String>) -> Response {
+pub(super) fn twiml_response(twiml: impl Into<String>) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], twiml.into()).into_response()
 }
 
@@ -221,9 +223,9 @@ async fn call_status(conn: &mut PgConnection, event: &StatusCallback) -> Result<
         at: event.timestamp,
     };
     let applied = calls::apply_status(conn, call_id, &update).await?;
-    if let (true, Some(attempt_id)) = (applied, event.attempt_id.clone()) {
-        let attempt = AttemptStatus { attempt_id, call_id, status: event.status };
-        handoffs::outbound_attempt_status(conn, &attempt).await?;
+    if let (true, Some(attempt_id)) = (applied, event.attempt_id.as_deref()) {
+        let attempt = AttemptReport { attempt_id, call_id, report: Report::CustomerCall(event.status.as_str()) };
+        handoffs::outbound_attempt_report(conn, &attempt).await?;
     }
     Ok(())
 }

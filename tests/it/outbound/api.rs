@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use switchboard_jobs::outbound::record_outcome;
+use switchboard_jobs::outbound::{Report, record_outcome};
 
 use super::*;
 use crate::support::{API_TOKEN, TestApp, migrate, spawn_app};
@@ -158,7 +158,9 @@ async fn the_detail_shows_every_attempt_with_its_outcome(pool: PgPool) {
     run(&pool, &ports(FakePhone::answering([]), clock, Provider::Exotel), job).await.unwrap();
     let attempt = attempts(&pool, id).await.pop().unwrap();
     let mut tx = pool.begin().await.unwrap();
-    record_outcome(&mut tx, attempt.id, "no-answer", run_at + chrono::TimeDelta::seconds(40)).await.unwrap();
+    record_outcome(&mut tx, attempt.id, &Report::Call("no-answer"), run_at + chrono::TimeDelta::seconds(40))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
     let (status, detail) = call(&app, Method::GET, &format!("/scheduled-calls/{id}"), None).await;

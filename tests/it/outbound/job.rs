@@ -10,7 +10,7 @@ use chrono::TimeDelta;
 use sqlx::PgPool;
 use switchboard_jobs::outbound::contacts::{Contact, OptOut};
 use switchboard_jobs::outbound::watchdog::{CALL_TIME_LIMIT, NO_OUTCOME_AFTER};
-use switchboard_jobs::outbound::{self, CallStatus, Outcome, Rules, record_outcome};
+use switchboard_jobs::outbound::{self, CallStatus, Outcome, Report, Rules, record_outcome};
 use switchboard_jobs::phone::PhoneNumber;
 use switchboard_jobs::ports::{PortError, Provider};
 use switchboard_jobs::queue::{Job, JobContext, JobError};
@@ -23,7 +23,7 @@ use crate::support::{Workers, job_state, migrate, wait_for_count, wait_until};
 
 async fn outcome(pool: &PgPool, attempt_id: Uuid, status: &str, at: chrono::DateTime<Utc>) -> Outcome {
     let mut tx = pool.begin().await.unwrap();
-    let outcome = record_outcome(&mut tx, attempt_id, status, at).await.unwrap();
+    let outcome = record_outcome(&mut tx, attempt_id, &Report::Call(status), at).await.unwrap();
     tx.commit().await.unwrap();
     outcome
 }
@@ -525,9 +525,16 @@ async fn twilio_rings_the_customer_and_bridges_the_agent_with_the_same_caller_id
         .await
         .unwrap();
     let placed = phone.placed().pop().unwrap();
-    assert_eq!((placed.from, placed.to.as_str()), (None, CUSTOMER));
-    let bridge = format!(r#"<Response><Dial callerId="{EXOPHONE}"><Number>{AGENT}</Number></Dial></Response>"#);
-    assert_eq!(placed.twiml, Some(bridge));
+    let attempt = attempts(&pool, id).await.pop().unwrap();
+    assert_eq!(
+        (placed.from.as_deref(), placed.to.as_str(), placed.caller_id.as_str()),
+        (Some(AGENT), CUSTOMER, EXOPHONE)
+    );
+    assert_eq!(
+        (placed.custom_field, placed.twiml),
+        (Some(attempt.id.to_string()), None),
+        "the client builds the <Dial>"
+    );
 }
 
 #[sqlx::test(migrations = false)]

@@ -90,7 +90,7 @@ async fn a_call_for_a_named_agent_reserves_that_agent_even_when_a_colleague_is_f
         .await
         .unwrap();
 
-    assert!(phone.placed()[0].twiml.as_deref().unwrap().contains(&format!("<Number>{AGENT}</Number>")));
+    assert_eq!(phone.placed()[0].from.as_deref(), Some(AGENT));
     assert_eq!(load(&pool, named).await, (1, 2));
     assert_eq!(attempts(&pool, id).await[0].agent_id, Some(named));
 }

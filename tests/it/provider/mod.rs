@@ -3,3 +3,4 @@
 //! expired recording links refreshed.
 
 mod callback_shapes;
+mod leg_outcomes;

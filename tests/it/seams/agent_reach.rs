@@ -7,7 +7,8 @@ use switchboard_jobs::outbound::CallStatus;
 use switchboard_jobs::ports::Provider;
 
 use super::outbound_journey::{
-    Journey, exotel_reports, next_call_placed, provider_sid, twilio_reports_in_sequence, wait_for_status,
+    Journey, exotel_reports, next_call_placed, provider_sid, twilio_dial_action, twilio_reports_in_sequence,
+    wait_for_status,
 };
 use crate::inbound::world::{agent, department};
 use crate::outbound::reach::{department_call, load, set_busy};
@@ -41,6 +42,7 @@ async fn twilio_bridges_the_reserved_agent_and_two_terminal_callbacks_free_the_s
 
     twilio_reports_in_sequence(&app, &placed, &sid, "in-progress", 2).await;
     assert_eq!(call_agent(&pool, &sid).await, (Some(only), false));
+    twilio_dial_action(&app, &placed, &sid, "completed", "60").await;
     assert_eq!(load(&pool, only).await, (2, 2), "still on the call");
     twilio_reports_in_sequence(&app, &placed, &sid, "completed", 4).await;
     twilio_reports_in_sequence(&app, &placed, &sid, "completed", 5).await;

@@ -3,7 +3,7 @@
 //! webhooks, workers and API.
 
 mod agent_reach;
-mod exotel_rest;
-mod outbound_journey;
+pub(crate) mod exotel_rest;
+pub(crate) mod outbound_journey;
 mod overflow_callback;
 mod recording_journey;

@@ -22,7 +22,7 @@ use switchboard_jobs::window::Purpose;
 use uuid::Uuid;
 
 use super::exotel_rest::{RawProvider, exotel_config};
-use crate::inbound::world::{EXOTEL_SECRET, PUBLIC_BASE, twilio_config, twilio_post, webhooks};
+use crate::inbound::world::{EXOTEL_SECRET, PUBLIC_BASE, twilio_callback, twilio_config, webhooks};
 use crate::outbound::reach::{agent_on_another_call, load};
 use crate::outbound::{
     AGENT, CUSTOMER, TestClock, attempts, call_row, fast_forward_jobs, ist, jobs_for_attempt, new_call, ports,
@@ -38,7 +38,7 @@ fn journey_start() -> chrono::DateTime<chrono::Utc> {
 
 /// Ports placing calls through both real clients pointed at `api_base`, with
 /// status callbacks to our real webhooks for `provider`.
-fn provider_ports(api_base: &str, clock: Arc<TestClock>, provider: Provider) -> Ports {
+pub(crate) fn provider_ports(api_base: &str, clock: Arc<TestClock>, provider: Provider) -> Ports {
     let router = TelephonyRouter {
         twilio: Some(Arc::new(TwilioRest::new(twilio_config(api_base)))),
         exotel: Some(Arc::new(ExotelRest::new(exotel_config(api_base)))),
@@ -112,7 +112,7 @@ async fn twilio_reports(app: &TestApp, placed: &Received, sid: &str, status: &st
 }
 
 /// Twilio reports a status, the `sequence`-th callback about the call.
-pub(super) async fn twilio_reports_in_sequence(
+pub(crate) async fn twilio_reports_in_sequence(
     app: &TestApp,
     placed: &Received,
     sid: &str,
@@ -121,19 +121,42 @@ pub(super) async fn twilio_reports_in_sequence(
 ) {
     let sequence = sequence.to_string();
     let callback = placed.get("StatusCallback").expect("a status callback");
-    let path_and_query = callback.strip_prefix(PUBLIC_BASE).expect("our public URL");
-    assert!(path_and_query.starts_with("/webhooks/twilio/status?attempt_id="), "{path_and_query}");
-    let params = [
+    assert!(callback.starts_with(&format!("{PUBLIC_BASE}/webhooks/twilio/status?attempt_id=")), "{callback}");
+    let extra = [("SequenceNumber", sequence.as_str()), ("CallbackSource", "call-progress-events")];
+    twilio_requests(app, callback, placed, sid, status, &extra).await;
+}
+
+/// Twilio requests the `<Dial action>` of the TwiML we handed it: the agent's leg ended.
+pub(crate) async fn twilio_dial_action(app: &TestApp, placed: &Received, sid: &str, dial_status: &str, seconds: &str) {
+    let twiml = placed.get("Twiml").expect("TwiML");
+    let start = twiml.find("<Dial").and_then(|dial| twiml[dial..].find("action=\"").map(|a| dial + a + 8));
+    let action = start.map(|start| twiml[start..][..twiml[start..].find('"').unwrap()].replace("&amp;", "&"));
+    let action = action.expect("the <Dial> has an action");
+    let leg = [("DialCallStatus", dial_status), ("DialCallSid", "CAfedcba9876543210fedcba9876543210")];
+    twilio_requests(app, &action, placed, sid, "in-progress", &[leg[0], leg[1], ("DialCallDuration", seconds)]).await;
+}
+
+/// Twilio requests `url` (one we gave it) about the customer's call, signed,
+/// with the call's parameters and `extra`.
+pub(crate) async fn twilio_requests(
+    app: &TestApp,
+    url: &str,
+    placed: &Received,
+    sid: &str,
+    status: &str,
+    extra: &[(&str, &str)],
+) {
+    let mut params = vec![
         ("CallSid", sid),
         ("AccountSid", "ACtest"),
         ("From", placed.get("From").unwrap()),
         ("To", placed.get("To").unwrap()),
         ("Direction", "outbound-api"),
         ("CallStatus", status),
-        ("SequenceNumber", sequence.as_str()),
     ];
-    let response = twilio_post(app, path_and_query, &params).send().await.unwrap();
-    assert_eq!(response.status(), 200);
+    params.extend_from_slice(extra);
+    let response = twilio_callback(app, url, &params).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
 }
 
 /// Exotel POSTs the terminal status as JSON, echoing `CustomField`.
@@ -185,6 +208,9 @@ async fn twilio_busy_then_no_answer_then_completed_takes_three_attempts_and_comp
         assert_eq!(placed.get("To"), Some(CUSTOMER));
         assert!(placed.get("Twiml").unwrap().contains(AGENT));
         let sid = provider_sid(&pool, id, n).await;
+        if status == "completed" {
+            twilio_dial_action(&app, &placed, &sid, "completed", "95").await;
+        }
         twilio_reports(&app, &placed, &sid, status).await;
     }
 
