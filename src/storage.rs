@@ -79,8 +79,8 @@ impl RecordingStorage {
 }
 
 impl RecordingStore for RecordingStorage {
-    fn put<'a>(&'a self, key: &'a str, body: Vec<u8>, content_type: &'a str) -> PortFuture<'a, ()> {
-        self.store().put(key, body, content_type)
+    fn put_file<'a>(&'a self, key: &'a str, file: &'a Path, content_type: &'a str) -> PortFuture<'a, ()> {
+        self.store().put_file(key, file, content_type)
     }
 
     fn get<'a>(&'a self, key: &'a str) -> PortFuture<'a, Vec<u8>> {
@@ -121,15 +121,15 @@ fn io_error(key: &str, error: std::io::Error) -> PortError {
 }
 
 impl RecordingStore for LocalDir {
-    /// Written to a temporary file and renamed, so a reader never sees half a recording.
-    fn put<'a>(&'a self, key: &'a str, body: Vec<u8>, _content_type: &'a str) -> PortFuture<'a, ()> {
+    /// Copied to a temporary file and renamed, so a reader never sees half a recording.
+    fn put_file<'a>(&'a self, key: &'a str, file: &'a Path, _content_type: &'a str) -> PortFuture<'a, ()> {
         Box::pin(async move {
             let path = self.path(key)?;
             if let Some(parent) = path.parent() {
                 tokio::fs::create_dir_all(parent).await.map_err(|e| io_error(key, e))?;
             }
             let partial = path.with_extension(format!("partial-{}", uuid::Uuid::new_v4()));
-            tokio::fs::write(&partial, body).await.map_err(|e| io_error(key, e))?;
+            tokio::fs::copy(file, &partial).await.map_err(|e| io_error(key, e))?;
             tokio::fs::rename(&partial, &path).await.map_err(|e| io_error(key, e))
         })
     }
@@ -231,8 +231,13 @@ where
 }
 
 impl RecordingStore for S3Store {
-    fn put<'a>(&'a self, key: &'a str, body: Vec<u8>, content_type: &'a str) -> PortFuture<'a, ()> {
+    /// One PUT streamed from the file (retries read it again).
+    fn put_file<'a>(&'a self, key: &'a str, file: &'a Path, content_type: &'a str) -> PortFuture<'a, ()> {
         Box::pin(async move {
+            let body = ByteStream::from_path(file).await.map_err(|e| PortError::Transient {
+                message: format!("S3 {key}: reading the downloaded file: {e}"),
+                retry_after: None,
+            })?;
             let request = self
                 .client
                 .put_object()
@@ -241,7 +246,7 @@ impl RecordingStore for S3Store {
                 .content_type(content_type)
                 .set_server_side_encryption(self.settings.encryption.clone())
                 .set_ssekms_key_id(self.settings.kms_key_id.clone())
-                .body(ByteStream::from(body));
+                .body(body);
             request.send().await.map_err(|e| s3_error(key, e))?;
             Ok(())
         })

@@ -116,8 +116,8 @@ impl Job for FetchRecording {
         let downloaded = ctx.ports.recording_fetcher()?.download(&source).await?;
         let key = storage_key(recording.provider, &recording.call_sid, &recording.recording_sid, &downloaded.extension)
             .map_err(JobError::permanent)?;
-        let bytes = downloaded.body.len() as i64;
-        ctx.ports.recordings()?.put(&key, downloaded.body, &downloaded.content_type).await?;
+        let bytes = i64::try_from(downloaded.bytes).unwrap_or(i64::MAX);
+        ctx.ports.recordings()?.put_file(&key, &downloaded.file, &downloaded.content_type).await?;
 
         let mut tx = ctx.pool.begin().await?;
         let stored = sqlx::query(

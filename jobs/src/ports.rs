@@ -3,6 +3,7 @@
 //! the `switchboard` crate so that no handler imports an HTTP or SDK client.
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,9 +108,10 @@ pub trait Clock: Send + Sync {
 }
 
 /// Where recordings live (S3 or a local directory). Keys are deterministic, so
-/// a second `put` of the same key overwrites.
+/// a second `put_file` of the same key overwrites.
 pub trait RecordingStore: Send + Sync {
-    fn put<'a>(&'a self, key: &'a str, body: Vec<u8>, content_type: &'a str) -> PortFuture<'a, ()>;
+    /// Stores the file at `file` under `key`, streamed: never whole in memory.
+    fn put_file<'a>(&'a self, key: &'a str, file: &'a Path, content_type: &'a str) -> PortFuture<'a, ()>;
     fn get<'a>(&'a self, key: &'a str) -> PortFuture<'a, Vec<u8>>;
     /// A time-limited URL anyone can GET, or `None` when the store serves the
     /// bytes itself (a local directory).
@@ -123,18 +125,20 @@ pub struct RecordingSource {
     pub url: String,
 }
 
-/// A downloaded recording.
-#[derive(Debug, Clone, PartialEq)]
+/// A downloaded recording, in a temporary file removed when this is dropped.
+#[derive(Debug)]
 pub struct Downloaded {
-    pub body: Vec<u8>,
+    pub file: tempfile::TempPath,
+    pub bytes: u64,
     pub content_type: String,
     /// The file extension the key gets (`mp3`, `wav`).
     pub extension: String,
-    /// Lowercase hex SHA-256 of `body`, computed while streaming.
+    /// Lowercase hex SHA-256 of the file, computed while streaming.
     pub sha256: String,
 }
 
-/// Downloads recordings with the provider's credentials, within a size limit.
+/// Downloads recordings with the provider's credentials, within a size limit,
+/// to a temporary file.
 pub trait RecordingFetcher: Send + Sync {
     fn download<'a>(&'a self, source: &'a RecordingSource) -> PortFuture<'a, Downloaded>;
 }

@@ -32,7 +32,7 @@ use crate::config::{ExotelConfig, TwilioConfig, WebhookConfig};
 use crate::providers::exotel_rest::ExotelRest;
 use crate::providers::telephony_router::TelephonyRouter;
 use crate::providers::twilio_rest::TwilioRest;
-use crate::recording_fetch::{BasicAuth, RecordingDownloader};
+use crate::recording_fetch::{BasicAuth, Loopback, RecordingDownloader};
 use crate::sim::{self, Providers, Tally, Target};
 use crate::storage::{LocalDir, RecordingStorage};
 use crate::web::{self, AppState};
@@ -158,6 +158,7 @@ pub async fn run_on(pool: &PgPool, options: &DemoOptions) -> anyhow::Result<Summ
             None,
             100 * 1024 * 1024,
             Duration::from_secs(30),
+            Loopback::Allowed,
         )?)),
         transcriber: Some(openai.clone()),
         analyzer: Some(openai),

@@ -6,6 +6,7 @@ use switchboard_jobs::ports::RecordingStore;
 use tokio::io::AsyncReadExt;
 
 use crate::support::moto::Moto;
+use crate::support::put_bytes;
 
 fn recording_bytes() -> Vec<u8> {
     (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()
@@ -19,8 +20,8 @@ fn sha256(bytes: &[u8]) -> String {
 async fn stores_and_serves_identical_bytes(storage: &RecordingStorage) {
     let body = recording_bytes();
     let key = "twilio/CA0001/RE0001.mp3";
-    storage.put(key, vec![1, 2, 3], "audio/mpeg").await.unwrap();
-    storage.put(key, body.clone(), "audio/mpeg").await.unwrap();
+    put_bytes(storage, key, &[1, 2, 3]).await.unwrap();
+    put_bytes(storage, key, &body).await.unwrap();
 
     assert_eq!(sha256(&storage.get(key).await.unwrap()), sha256(&body));
     let served = match storage.retrieve(key).await.unwrap() {
@@ -64,6 +65,6 @@ async fn s3_stores_and_serves_identical_bytes() {
 async fn local_keys_cannot_leave_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let storage = RecordingStorage::Local(LocalDir::new(dir.path().join("inner")));
-    assert!(storage.put("../escape.mp3", vec![1], "audio/mpeg").await.is_err());
+    assert!(put_bytes(&storage, "../escape.mp3", &[1]).await.is_err());
     assert!(storage.get("/etc/passwd").await.is_err());
 }

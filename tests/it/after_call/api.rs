@@ -8,7 +8,6 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use switchboard::storage::RecordingStorage;
 use switchboard::web::{AppState, call_outcome};
-use switchboard_jobs::ports::RecordingStore;
 
 use super::fakes::Endpoint;
 use super::{CUSTOMER, World, announce, count, wait_for_count, wait_for_jobs};
@@ -52,7 +51,7 @@ async fn an_s3_recording_is_a_redirect_to_a_presigned_url(pool: PgPool) {
     let moto = Moto::start().await;
     let storage = Arc::new(RecordingStorage::S3(moto.store("recordings").await));
     let body = super::fakes::fake_mp3(10_000);
-    storage.put("twilio/CA0102/RE0102.mp3", body.clone(), "audio/mpeg").await.unwrap();
+    crate::support::put_bytes(storage.as_ref(), "twilio/CA0102/RE0102.mp3", &body).await.unwrap();
     sqlx::query(
         "INSERT INTO recordings (provider, call_sid, recording_sid, source_url, status, storage_key, content_type, bytes, sha256)
          VALUES ('twilio', 'CA0102', 'RE0102', 'https://api.twilio.com/x', 'stored', 'twilio/CA0102/RE0102.mp3', 'audio/mpeg', $1, $2)",

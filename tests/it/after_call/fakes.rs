@@ -16,7 +16,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 use switchboard::ai::{OpenAi, TokenPrices};
 use switchboard::crm::CrmWebhook;
-use switchboard::recording_fetch::{BasicAuth, RecordingDownloader};
+use switchboard::recording_fetch::{BasicAuth, Loopback, RecordingDownloader};
 use switchboard_jobs::ports::{Ports, RecordingStore};
 
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
@@ -212,7 +212,8 @@ impl Fakes {
     pub fn ports(&self, recordings: Arc<dyn RecordingStore>) -> Ports {
         let twilio = BasicAuth { user: ACCOUNT_SID.to_owned(), secret: AUTH_TOKEN.to_owned() };
         let timeout = Duration::from_secs(10);
-        let fetcher = RecordingDownloader::new(Some(twilio), None, 100 * 1024 * 1024, timeout).unwrap();
+        let fetcher =
+            RecordingDownloader::new(Some(twilio), None, 100 * 1024 * 1024, timeout, Loopback::Allowed).unwrap();
         let openai = self.openai("whisper-1");
         let crm = CrmWebhook::new(format!("{}/crm", self.base_url), CRM_SECRET.to_owned(), timeout).unwrap();
         Ports {

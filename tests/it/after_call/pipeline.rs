@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use switchboard::ai::OpenAi;
-use switchboard::recording_fetch::{BasicAuth, RecordingDownloader};
+use switchboard::recording_fetch::{BasicAuth, Loopback, RecordingDownloader};
 use switchboard::storage::RecordingStorage;
 use switchboard_jobs::analyze::Analyze;
 use switchboard_jobs::create_lead::CreateLead;
@@ -450,6 +450,7 @@ async fn the_worker_binary_runs_the_chain_configured_from_the_environment(pool: 
     let mut worker = binary::command(&pool, &["worker"])
         .env("RECORDING_STORAGE", "local")
         .env("RECORDING_DIR", dir.path())
+        .env("RECORDING_FETCH_ALLOW_LOOPBACK", "true")
         .env("TWILIO_ACCOUNT_SID", super::fakes::ACCOUNT_SID)
         .env("TWILIO_AUTH_TOKEN", super::fakes::AUTH_TOKEN)
         .env("PUBLIC_BASE_URL", "https://switchboard.test")
@@ -642,7 +643,7 @@ async fn a_recording_over_recording_max_bytes_is_dead_naming_the_limit(pool: PgP
     crate::support::migrate(&pool).await;
     let world = World::build(&pool, None, |ports, _| {
         let twilio = BasicAuth { user: ACCOUNT_SID.to_owned(), secret: AUTH_TOKEN.to_owned() };
-        let fetcher = RecordingDownloader::new(Some(twilio), None, 1000, std::time::Duration::from_secs(10));
+        let fetcher = RecordingDownloader::new(Some(twilio), None, 1000, Duration::from_secs(10), Loopback::Allowed);
         Ports { recording_fetcher: Some(std::sync::Arc::new(fetcher.unwrap())), ..ports }
     })
     .await;

@@ -3,4 +3,5 @@
 
 mod api;
 mod overload;
+mod recording_urls;
 mod webhooks;

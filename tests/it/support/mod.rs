@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use switchboard::config::WebhookConfig;
 use switchboard::web::{self, AppState};
-use switchboard_jobs::ports::Ports;
+use switchboard_jobs::ports::{PortError, Ports, RecordingStore};
 use switchboard_jobs::queue::{self, QueueSettings, Registry, SupervisorConfig, prune::PruneSchedule};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -37,6 +37,13 @@ where
 }
 
 /// The number a `SELECT count(*) ...` (or any single bigint) query returns.
+/// Stores `body` under `key` as the worker does: from a file.
+pub async fn put_bytes(store: &dyn RecordingStore, key: &str, body: &[u8]) -> Result<(), PortError> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), body).unwrap();
+    store.put_file(key, file.path(), "audio/mpeg").await
+}
+
 pub async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(pool).await.unwrap()
 }
