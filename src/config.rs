@@ -4,7 +4,7 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/switchboard` | PostgreSQL itself: migrations, LISTEN, the queue's own pool |
-//! | `DATABASE_CONNECTION_POOL_URL` | (none: everything on `DATABASE_URL`) | PgBouncer in transaction mode (Heroku's name for it), for the web's and the job handlers' queries; its statement cache is off |
+//! | `DATABASE_CONNECTION_POOL_URL` | (none: everything on `DATABASE_URL`) | PgBouncer in transaction mode (Heroku's name for it), for the web's, the job handlers' and `jobs`' queries; it must track prepared statements (PgBouncer 1.21+), checked at start |
 //! | `DATABASE_MAX_CONNECTIONS` | per process: web 5, worker 6 (its job handlers), `jobs` 2, `migrate` 1 | the process's application pool (see docs/deploy-heroku.md for the whole budget) |
 //! | `PGSSLMODE` | `require` on a dyno, else `prefer` | TLS to the database; the URL's own `sslmode=` wins over both |
 //! | `DYNO` | (set by Heroku) | on a dyno: TLS to the database is required and `RECORDING_STORAGE=local` is refused |

@@ -2,12 +2,13 @@
 //! state the web's readiness depends on.
 //!
 //! - [`direct_pool`]: the server itself (`DATABASE_URL`), for what needs a
-//!   session of its own: migrations (advisory lock), LISTEN, the queue's pool
-//!   (its `synchronous_commit` startup option).
+//!   session of its own: migrations (advisory lock), LISTEN, and the queue's
+//!   own pool (claims and outcomes, never queued behind a pooler's clients).
 //! - [`pooled_pool`]: application queries (web requests, job handlers) through
 //!   PgBouncer in transaction mode when `DATABASE_CONNECTION_POOL_URL` is set,
-//!   with the statement cache off and no startup parameters PgBouncer refuses;
-//!   without it, the same as a direct pool.
+//!   with no startup parameters PgBouncer refuses, checked at start to keep
+//!   prepared statements apart ([`check_pooled_route`]); without it, the same
+//!   as a direct pool.
 //!
 //! Both are lazy (a process starts while the database is away) and check each
 //! connection before use (a restarted server is survived). On a dyno TLS is
@@ -17,8 +18,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::config::DatabaseConfig;
 
@@ -42,13 +43,54 @@ pub fn is_pooled(config: &DatabaseConfig) -> bool {
     config.pooled_url.is_some()
 }
 
-/// How to reach PgBouncer: no named statements kept across transactions (the
-/// next transaction may run on another server connection) and only the
-/// startup parameters PgBouncer accepts (it refuses `extra_float_digits` and
-/// `options`, which the direct route may use).
+/// How to reach PgBouncer: only the startup parameters it accepts (it refuses
+/// `extra_float_digits` and `options`, which the direct route may send).
+/// sqlx's statement cache stays on: sqlx 0.9 prepares every query with
+/// arguments under a name (`sqlx_s_N`) whether the cache is on or not (off, a
+/// new name each time, never closed), so only a pooler that tracks named
+/// prepared statements (PgBouncer 1.21 and later, `max_prepared_statements`
+/// above 0) can carry it; [`check_pooled_route`] refuses one that does not.
 pub fn pooled_options(config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
     let Some(url) = &config.pooled_url else { return direct_options(config) };
-    Ok(options("DATABASE_CONNECTION_POOL_URL", url, config)?.statement_cache_capacity(0).extra_float_digits(None))
+    Ok(options("DATABASE_CONNECTION_POOL_URL", url, config)?.extra_float_digits(None))
+}
+
+/// When `DATABASE_CONNECTION_POOL_URL` is set, checks once at start that the
+/// pooler keeps two clients' prepared statements apart: two connections each
+/// prepare their first statement (both named `sqlx_s_1`). A PgBouncer that
+/// does not track them hands both to the same server connection and the
+/// second fails (`42P05`, already exists); running on, a query could later be
+/// bound to another client's statement. That is an error at start. Any other
+/// failure is only logged (the database may not be up yet), and a pooler that
+/// passes may still be caught only later: the check is a probe, not a proof.
+pub async fn check_pooled_route(config: &DatabaseConfig) -> anyhow::Result<()> {
+    if !is_pooled(config) {
+        return Ok(());
+    }
+    let options = pooled_options(config)?;
+    let probe = async {
+        let mut first = PgConnection::connect_with(&options).await?;
+        let mut second = PgConnection::connect_with(&options).await?;
+        for conn in [&mut first, &mut second] {
+            sqlx::query_scalar::<_, i32>("SELECT $1::int4").bind(1).fetch_one(&mut *conn).await?;
+        }
+        let _ = tokio::join!(first.close(), second.close());
+        Ok::<_, sqlx::Error>(())
+    };
+    match probe.await {
+        Ok(()) => Ok(()),
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P05" | "26000")) => {
+            Err(anyhow::anyhow!(
+                "DATABASE_CONNECTION_POOL_URL: the pooler does not keep prepared statements apart ({e}). \
+                 sqlx prepares every query; it needs PgBouncer 1.21 or later with max_prepared_statements \
+                 above 0. Unset DATABASE_CONNECTION_POOL_URL to connect directly"
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pooled database route not reachable yet; going on and retrying on use");
+            Ok(())
+        }
+    }
 }
 
 fn options(name: &str, url: &str, config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {

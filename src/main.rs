@@ -37,6 +37,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::pooled_pool(&database, database.pool_size(WEB_POOL_SIZE))?;
             db::log_budget(&database, database.pool_size(WEB_POOL_SIZE), 0);
             db::refuse_plaintext(&database, &pool).await?;
+            db::check_pooled_route(&database).await?;
             let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
             let recordings = std::sync::Arc::new(switchboard::storage::RecordingStorage::from_env().await?);
             let limits = web::limits::Limits::from_env()?;
@@ -65,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(command) => {
             let database = DatabaseConfig::from_env()?.for_process("jobs");
             db::log_budget(&database, database.pool_size(JOBS_POOL_SIZE), 0);
+            db::check_pooled_route(&database).await?;
             let pool = db::pooled_pool(&database, database.pool_size(JOBS_POOL_SIZE))?;
             switchboard::cli::jobs::run(&pool, command).await
         }

@@ -7,7 +7,7 @@
 
 mod database;
 mod follow_up;
-mod seed;
+pub mod seed;
 mod summary;
 
 use std::path::PathBuf;

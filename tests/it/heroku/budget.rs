@@ -1,7 +1,8 @@
 //! The connections one web and one worker hold at their defaults under load,
 //! as the database counts them (`pg_stat_activity`, by the application name
 //! each process gives its connections): at most 15, so that a release phase,
-//! a `jobs` command and `heroku pg:psql` still fit in an Essential plan's 20.
+//! a `jobs` command and `heroku pg:psql` still fit in an Essential plan's 20;
+//! one of them LISTENs, none when the worker polls only.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +19,10 @@ use crate::support::{binary, count, wait_until};
 
 const PROBES: usize = 2000;
 const WEB_CLIENTS: usize = 32;
+
+/// Connections of this test's database sitting in LISTEN.
+const LISTENING: &str = "SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND query ILIKE 'LISTEN%'";
 
 /// Connections by application name, in this test's database, right now.
 async fn connections(pool: &PgPool) -> HashMap<String, i64> {
@@ -59,16 +64,17 @@ async fn one_web_and_one_worker_at_defaults_hold_at_most_15_connections_under_lo
     let sampler = tokio::spawn({
         let (pool, loaded) = (pool.clone(), loaded.clone());
         async move {
-            let mut peak = (0, HashMap::new());
+            let (mut peak, mut listening) = ((0, HashMap::new()), 0);
             while loaded.load(Ordering::Relaxed) {
                 let now = connections(&pool).await;
                 let total: i64 = now.values().sum();
                 if total > peak.0 {
                     peak = (total, now);
                 }
+                listening = listening.max(count(&pool, LISTENING).await);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            peak
+            (peak, listening)
         }
     });
     enqueue_probes(&pool, PROBES, 0).await;
@@ -79,7 +85,7 @@ async fn one_web_and_one_worker_at_defaults_hold_at_most_15_connections_under_lo
     .await;
     loaded.store(false, Ordering::Relaxed);
     load.join_all().await;
-    let (peak, by_process) = sampler.await.unwrap();
+    let ((peak, by_process), listening) = sampler.await.unwrap();
 
     eprintln!("peak connections of one web and one worker at defaults: {peak} {by_process:?}");
     assert!(
@@ -87,4 +93,25 @@ async fn one_web_and_one_worker_at_defaults_hold_at_most_15_connections_under_lo
         "both processes' connections are counted: {by_process:?}"
     );
     assert!(peak <= 15, "one web and one worker held {peak} connections: {by_process:?}");
+    assert_eq!(listening, 1, "the worker's LISTEN connection");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_worker_polling_only_listens_nowhere_and_still_runs_its_jobs(pool: PgPool) {
+    setup(&pool).await;
+    let _worker =
+        binary::command(&pool, &["worker"]).env(probe::ENABLE_VAR, "1").env("WORKER_POLL_ONLY", "1").spawn().unwrap();
+    wait_until(Duration::from_secs(30), "the worker to connect", || async {
+        connections(&pool).await.contains_key("switchboard-worker")
+    })
+    .await;
+    enqueue_probes(&pool, 20, 0).await;
+    let done = "SELECT count(*) FROM job_overview WHERE kind = 'queue-probe' AND state = 'done'";
+    let listening = std::cell::Cell::new(0);
+    wait_until(Duration::from_secs(60), "the worker to run every probe by polling", || async {
+        listening.set(listening.get().max(count(&pool, LISTENING).await));
+        count(&pool, done).await == 20
+    })
+    .await;
+    assert_eq!(listening.get(), 0);
 }

@@ -4,6 +4,7 @@
 
 mod budget;
 mod logs;
+mod pgbouncer;
 mod procfile;
 mod tls;
 

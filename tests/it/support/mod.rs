@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 pub mod binary;
 pub mod fake_providers;
 pub mod moto;
+pub mod pgbouncer;
 pub mod throwaway_pg;
 
 /// Applies apalis's migrations and ours to the test's fresh database.

@@ -142,7 +142,7 @@ impl Drop for ThrowawayPg {
 }
 
 /// PostgreSQL refuses to run as root: as root, run its programs as `postgres`.
-fn running_as_root() -> bool {
+pub(crate) fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
 }
@@ -157,7 +157,7 @@ fn server_command(bin: &Path, program: &str) -> Command {
     }
 }
 
-fn give_to_server_user(dir: &Path) {
+pub(crate) fn give_to_server_user(dir: &Path) {
     if running_as_root() {
         let status = Command::new("chown").args(["postgres:postgres"]).arg(dir).status().expect("chown runs");
         assert!(status.success(), "chown of {} to postgres failed", dir.display());
