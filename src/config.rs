@@ -9,7 +9,7 @@
 //! | `PGSSLMODE` | `require` on a dyno, else `prefer` | TLS to the database; the URL's own `sslmode=` wins over both |
 //! | `DYNO` | (set by Heroku) | on a dyno: TLS to the database is required and `RECORDING_STORAGE=local` is refused |
 //! | `PORT` | 8080 | web listen port |
-//! | `API_TOKENS` | (none: API closed) | comma-separated bearer tokens for `/api/*` |
+//! | `API_TOKENS` | (none: API closed) | comma-separated bearer tokens for `/api/*`, each at least 32 characters |
 //! | `BODY_LIMIT_BYTES` | 1048576 | largest request body the web accepts (413 above) |
 //! | `LOG_FORMAT` | `text` | `json` for one JSON object per line, `logfmt` for `key=value` pairs; text has colour only on a terminal |
 //! | `RUST_LOG` | `info` | tracing filter |
@@ -31,7 +31,7 @@
 //! | `TWILIO_WEBHOOK_SHARED_KEY` | (none) | the secret of the Twilio Webhooks SharedKey that signs webhooks (`X-Twilio-Webhooks-Signature-Settings`, HMAC-SHA256); comma-separated while a key is being rotated |
 //! | `TWILIO_MACHINE_DETECTION` | `true` | outbound follow-ups ask Twilio for answering-machine detection (asynchronous, billed per call): a machine answering the customer settles the attempt as `voicemail` |
 //! | `TWILIO_API_BASE` | `https://api.twilio.com` | Twilio's REST API (tests point it at a local fake) |
-//! | `EXOTEL_WEBHOOK_SECRET` | (none: Exotel webhooks refused) | the secret path segment of `/webhooks/exotel/{secret}/...` |
+//! | `EXOTEL_WEBHOOK_SECRET` | (none: Exotel webhooks refused) | the secret path segment of `/webhooks/exotel/{secret}/...`, at least 32 characters |
 //! | `EXOTEL_ALLOWED_IPS` | (none: any address) | comma-separated addresses or CIDR blocks Exotel webhooks may come from |
 //! | `EXOTEL_CONNECT_DEADLINE` | `3s` | how long the Connect applet's request waits for an agent before answering "nobody" |
 //! | `EXOTEL_ACCOUNT_SID` | (none: no Exotel calls) | account for Exotel's REST API (requires `EXOTEL_API_KEY` and `EXOTEL_API_TOKEN`) |
@@ -41,15 +41,22 @@
 //!
 //! The after-call chain's variables are documented where they are read:
 //! `after_call` (switches), `storage`, `recording_fetch`, `ai` and `crm`.
+//! [`refuse_unsafe_settings`] checks every secret and endpoint among them at
+//! start (`secrets`): no whitespace around a secret, URLs that parse as http(s).
 
 use std::env;
 use std::str::FromStr;
 use std::time::Duration;
 
+mod secrets;
+
 use crate::providers::exotel::IpBlock;
 use anyhow::{Context, anyhow};
+use secrecy::SecretString;
 use switchboard_jobs::ports::{OutboundLine, Provider};
 use switchboard_jobs::queue::{QueueLimits, QueueSettings, SupervisorConfig, prune::PruneSchedule};
+
+pub use secrets::{MIN_GUARD_CHARS, refuse_unsafe_settings};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/switchboard";
 
@@ -101,10 +108,10 @@ pub fn on_dyno() -> bool {
 /// Where the database is and how to reach it; `crate::db` builds the pools.
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    /// `DATABASE_URL`: the server itself.
-    pub url: String,
+    /// `DATABASE_URL`: the server itself (its password included).
+    pub url: SecretString,
     /// `DATABASE_CONNECTION_POOL_URL`: PgBouncer in transaction mode, when attached.
-    pub pooled_url: Option<String>,
+    pub pooled_url: Option<SecretString>,
     /// `DATABASE_MAX_CONNECTIONS`, when set: overrides each process kind's default.
     pub max_connections: Option<u32>,
     /// TLS is required unless the URL or `PGSSLMODE` says otherwise (on a dyno).
@@ -120,8 +127,8 @@ impl DatabaseConfig {
             var("DATABASE_MAX_CONNECTIONS").map(|_| parsed("DATABASE_MAX_CONNECTIONS", 0)).transpose()?;
         anyhow::ensure!(max_connections != Some(0), "DATABASE_MAX_CONNECTIONS must be at least 1");
         Ok(Self {
-            url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
-            pooled_url: var("DATABASE_CONNECTION_POOL_URL"),
+            url: var("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()).into(),
+            pooled_url: var("DATABASE_CONNECTION_POOL_URL").map(Into::into),
             max_connections,
             require_tls: on_dyno() && var("PGSSLMODE").is_none(),
             application_name: "switchboard".to_owned(),
@@ -143,15 +150,17 @@ impl DatabaseConfig {
 pub struct WebConfig {
     pub port: u16,
     pub body_limit_bytes: usize,
-    pub api_tokens: Vec<String>,
+    /// `API_TOKENS`, each at least [`MIN_GUARD_CHARS`] long.
+    pub api_tokens: Vec<SecretString>,
 }
 
 impl WebConfig {
     pub fn from_env() -> anyhow::Result<Self> {
-        let api_tokens = var("API_TOKENS")
-            .map(|raw| raw.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect())
-            .unwrap_or_default();
-        Ok(Self { port: parsed("PORT", 8080)?, body_limit_bytes: parsed("BODY_LIMIT_BYTES", 1024 * 1024)?, api_tokens })
+        Ok(Self {
+            port: parsed("PORT", 8080)?,
+            body_limit_bytes: parsed("BODY_LIMIT_BYTES", 1024 * 1024)?,
+            api_tokens: secrets::secret_list("API_TOKENS", MIN_GUARD_CHARS)?,
+        })
     }
 }
 
@@ -196,18 +205,16 @@ pub fn outbound_line_from_env() -> anyhow::Result<Option<OutboundLine>> {
     };
     let caller_id =
         var("OUTBOUND_CALLER_ID").context("OUTBOUND_CALLER_ID is required when OUTBOUND_PROVIDER is set")?;
-    let status_callback = var("OUTBOUND_STATUS_CALLBACK")
+    let status_callback = secrets::endpoint("OUTBOUND_STATUS_CALLBACK")?
         .context("OUTBOUND_STATUS_CALLBACK is required when OUTBOUND_PROVIDER is set")?;
-    url::Url::parse(&status_callback)
-        .with_context(|| format!("OUTBOUND_STATUS_CALLBACK={status_callback:?} is not an absolute URL"))?;
-    Ok(Some(OutboundLine { provider, caller_id: caller_id.trim().to_owned(), status_callback }))
+    Ok(Some(OutboundLine { provider, caller_id: caller_id.trim().to_owned(), status_callback: status_callback.into() }))
 }
 
 /// Twilio's account, for signature checks (web) and REST calls (worker).
 #[derive(Debug, Clone)]
 pub struct TwilioConfig {
     pub account_sid: String,
-    pub auth_token: String,
+    pub auth_token: SecretString,
     pub api_base: String,
     /// No trailing slash.
     pub public_base_url: String,
@@ -216,12 +223,12 @@ pub struct TwilioConfig {
 impl TwilioConfig {
     /// `None` when `TWILIO_AUTH_TOKEN` is unset; an error naming what is missing otherwise.
     pub fn from_env() -> anyhow::Result<Option<Self>> {
-        let Some(auth_token) = var("TWILIO_AUTH_TOKEN") else { return Ok(None) };
+        let Some(auth_token) = secrets::secret("TWILIO_AUTH_TOKEN")? else { return Ok(None) };
         let required = |name: &str| var(name).ok_or_else(|| anyhow!("{name} must be set when TWILIO_AUTH_TOKEN is"));
         Ok(Some(Self {
             account_sid: required("TWILIO_ACCOUNT_SID")?,
             auth_token,
-            api_base: api_base("TWILIO_API_BASE", "https://api.twilio.com"),
+            api_base: api_base("TWILIO_API_BASE", "https://api.twilio.com")?,
             public_base_url: public_base_url()?
                 .ok_or_else(|| anyhow!("PUBLIC_BASE_URL must be set when TWILIO_AUTH_TOKEN is"))?,
         }))
@@ -229,11 +236,11 @@ impl TwilioConfig {
 }
 
 /// Exotel's account, for REST calls (worker).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ExotelConfig {
     pub account_sid: String,
     pub api_key: String,
-    pub api_token: String,
+    pub api_token: SecretString,
     /// No trailing slash.
     pub api_base: String,
 }
@@ -246,24 +253,22 @@ impl ExotelConfig {
         Ok(Some(Self {
             account_sid,
             api_key: required("EXOTEL_API_KEY")?,
-            api_token: required("EXOTEL_API_TOKEN")?,
-            api_base: api_base("EXOTEL_API_BASE", "https://api.exotel.com"),
+            api_token: secrets::secret("EXOTEL_API_TOKEN")?
+                .ok_or_else(|| anyhow!("EXOTEL_API_TOKEN must be set when EXOTEL_ACCOUNT_SID is"))?,
+            api_base: api_base("EXOTEL_API_BASE", "https://api.exotel.com")?,
         }))
     }
 }
 
 /// A provider's REST base URL from `name` (else `default`), without a trailing slash.
-fn api_base(name: &str, default: &str) -> String {
-    var(name).as_deref().unwrap_or(default).trim_end_matches('/').to_owned()
+fn api_base(name: &str, default: &str) -> anyhow::Result<String> {
+    secrets::endpoint(name)?;
+    Ok(var(name).as_deref().unwrap_or(default).trim().trim_end_matches('/').to_owned())
 }
 
 fn public_base_url() -> anyhow::Result<Option<String>> {
-    let Some(raw) = var("PUBLIC_BASE_URL") else { return Ok(None) };
-    let parsed = url::Url::parse(raw.trim()).map_err(|e| anyhow!("PUBLIC_BASE_URL={raw:?} is not a URL: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        anyhow::bail!("PUBLIC_BASE_URL={raw:?} must be http(s)");
-    }
-    Ok(Some(raw.trim().trim_end_matches('/').to_owned()))
+    secrets::endpoint("PUBLIC_BASE_URL")?;
+    Ok(var("PUBLIC_BASE_URL").map(|raw| raw.trim().trim_end_matches('/').to_owned()))
 }
 
 /// How the web process authenticates and answers provider webhooks.
@@ -271,8 +276,9 @@ fn public_base_url() -> anyhow::Result<Option<String>> {
 pub struct WebhookConfig {
     pub twilio: Option<TwilioConfig>,
     /// Twilio Webhooks SharedKey secrets (`TWILIO_WEBHOOK_SHARED_KEY`).
-    pub twilio_shared_keys: Vec<String>,
-    pub exotel_secret: Option<String>,
+    pub twilio_shared_keys: Vec<SecretString>,
+    /// `EXOTEL_WEBHOOK_SECRET`, at least [`MIN_GUARD_CHARS`] long.
+    pub exotel_secret: Option<SecretString>,
     pub exotel_allowed_ips: Vec<IpBlock>,
     pub exotel_connect_deadline: Duration,
     pub trust_forwarded_for: bool,
@@ -303,10 +309,8 @@ impl WebhookConfig {
             .unwrap_or_default();
         Ok(Self {
             twilio: TwilioConfig::from_env()?,
-            twilio_shared_keys: var("TWILIO_WEBHOOK_SHARED_KEY")
-                .map(|raw| raw.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect())
-                .unwrap_or_default(),
-            exotel_secret: var("EXOTEL_WEBHOOK_SECRET"),
+            twilio_shared_keys: secrets::secret_list("TWILIO_WEBHOOK_SHARED_KEY", 1)?,
+            exotel_secret: secrets::guarding_secret("EXOTEL_WEBHOOK_SECRET")?,
             exotel_allowed_ips,
             exotel_connect_deadline: duration("EXOTEL_CONNECT_DEADLINE", "3s")?,
             trust_forwarded_for: flag("TRUST_FORWARDED_FOR", false)?,

@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -35,7 +36,7 @@ pub fn pooled_pool(config: &DatabaseConfig, max_connections: u32) -> anyhow::Res
 
 /// How to reach the server itself.
 pub fn direct_options(config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
-    options("DATABASE_URL", &config.url, config)
+    options("DATABASE_URL", config.url.expose_secret(), config)
 }
 
 /// True when application queries go through PgBouncer.
@@ -52,7 +53,7 @@ pub fn is_pooled(config: &DatabaseConfig) -> bool {
 /// above 0) can carry it; [`check_pooled_route`] refuses one that does not.
 pub fn pooled_options(config: &DatabaseConfig) -> anyhow::Result<PgConnectOptions> {
     let Some(url) = &config.pooled_url else { return direct_options(config) };
-    Ok(options("DATABASE_CONNECTION_POOL_URL", url, config)?.extra_float_digits(None))
+    Ok(options("DATABASE_CONNECTION_POOL_URL", url.expose_secret(), config)?.extra_float_digits(None))
 }
 
 /// When `DATABASE_CONNECTION_POOL_URL` is set, checks once at start that the

@@ -1,8 +1,9 @@
 //! `switchboard`: parse the command line and hand over.
 
 use clap::Parser;
+use secrecy::ExposeSecret;
 use switchboard::cli::{Cli, Command};
-use switchboard::config::{DatabaseConfig, WebConfig, WebhookConfig};
+use switchboard::config::{self, DatabaseConfig, WebConfig, WebhookConfig};
 use switchboard::web::{self, AppState};
 use switchboard::{db, shutdown, telemetry, worker};
 
@@ -32,7 +33,9 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Web => {
-            let config = WebConfig::from_env()?;
+            config::refuse_unsafe_settings()?;
+            let (config, webhooks) = (WebConfig::from_env()?, WebhookConfig::from_env()?);
+            let limits = web::limits::Limits::from_env()?;
             let database = DatabaseConfig::from_env()?.for_process("web");
             let pool = db::pooled_pool(&database, database.pool_size(WEB_POOL_SIZE))?;
             db::log_budget(&database, database.pool_size(WEB_POOL_SIZE), 0);
@@ -40,15 +43,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db::check_pooled_route(&database).await?;
             let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
             let recordings = std::sync::Arc::new(switchboard::storage::RecordingStorage::from_env().await?);
-            let limits = web::limits::Limits::from_env()?;
             let state = AppState::new(pool, config.api_tokens)
                 .with_recordings(recordings)
-                .with_webhooks(WebhookConfig::from_env()?)
+                .with_webhooks(webhooks)
                 .with_limits(limits.clone());
             let app = web::app(state, config.body_limit_bytes);
             Ok(web::serve_with(listener, app, shutdown::signal(), &limits).await?)
         }
-        Command::Worker { queues } => worker::run(&queues).await,
+        Command::Worker { queues } => {
+            config::refuse_unsafe_settings()?;
+            worker::run(&queues).await
+        }
         Command::Migrate => {
             // One session: sqlx's migrator holds an advisory lock on it, which PgBouncer could not keep.
             let database = DatabaseConfig::from_env()?.for_process("migrate");
@@ -76,7 +81,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 provider: args.provider.into(),
                 rate: args.rate,
                 recordings_dir: args.recordings_dir,
-                api_token: WebConfig::from_env()?.api_tokens.first().cloned().unwrap_or_else(|| "demo-token".into()),
+                api_token: WebConfig::from_env()?
+                    .api_tokens
+                    .first()
+                    .map_or(switchboard::demo::API_TOKEN, |t| t.expose_secret())
+                    .to_owned(),
                 progress: true,
             };
             switchboard::demo::run(&args.database_url, options).await

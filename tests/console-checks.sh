@@ -29,7 +29,7 @@ db="switchboard_schemathesis"
 psql "$base/postgres" -q -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 DATABASE_URL="$base/$db" ./target/debug/switchboard migrate
 port=18199
-DATABASE_URL="$base/$db" API_TOKENS=schemathesis-token PORT=$port RUST_LOG=warn ./target/debug/switchboard web &
+DATABASE_URL="$base/$db" API_TOKENS=schemathesis-token-0123456789abcdef0123 PORT=$port RUST_LOG=warn ./target/debug/switchboard web &
 web=$!
 trap 'kill $web 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
@@ -38,7 +38,7 @@ for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null &&
 report=$(mktemp)
 set +e
 schemathesis run "http://127.0.0.1:$port/api/openapi.json" \
-  --header "Authorization: Bearer schemathesis-token" \
+  --header "Authorization: Bearer schemathesis-token-0123456789abcdef0123" \
   --max-examples 25 --seed 12 --no-color \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance \
   >"$report" 2>&1

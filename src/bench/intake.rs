@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use secrecy::ExposeSecret;
 
 use crate::config::{DatabaseConfig, TwilioConfig};
 use crate::providers::twilio::RequestValidator;
@@ -75,7 +76,7 @@ struct Level {
 
 pub async fn run(args: IntakeArgs) -> anyhow::Result<()> {
     let twilio = TwilioConfig::from_env()?.context("set TWILIO_AUTH_TOKEN (and the web's other TWILIO_* settings)")?;
-    let database_url = DatabaseConfig::from_env()?.url;
+    let database_url = DatabaseConfig::from_env()?.url.expose_secret().to_owned();
     let sender = Arc::new(Sender::new(&args.url, &twilio, args.concurrency.iter().copied().max().unwrap_or(1))?);
     let mut levels = Vec::new();
     for &concurrency in &args.concurrency {
@@ -127,7 +128,7 @@ impl Sender {
             client: reqwest::Client::builder().pool_max_idle_per_host(connections).timeout(CLIENT_TIMEOUT).build()?,
             target: format!("{}/webhooks/twilio/status", url.trim_end_matches('/')),
             signed_url: format!("{}/webhooks/twilio/status", twilio.public_base_url),
-            validator: RequestValidator::new(&twilio.auth_token),
+            validator: RequestValidator::new(twilio.auth_token.expose_secret()),
             next_call: AtomicU64::new(rand::random::<u32>() as u64 * 1_000_000),
         })
     }

@@ -45,6 +45,9 @@ const PRICES: TokenPrices = TokenPrices { input_micro_usd_per_mtok: 150_000, out
 /// How long the after-call chain may take to settle once the last call ended.
 const SETTLE_LIMIT: Duration = Duration::from_secs(90);
 
+/// The demo's bearer token when `API_TOKENS` sets none (as long as `API_TOKENS` requires).
+pub const API_TOKEN: &str = "demo-token-not-for-production-use";
+
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     pub calls: usize,
@@ -102,19 +105,19 @@ pub async fn run_on(pool: &PgPool, options: &DemoOptions) -> anyhow::Result<Summ
     let providers = Providers::start(&target).await?;
     let twilio = TwilioConfig {
         account_sid: ACCOUNT_SID.to_owned(),
-        auth_token: AUTH_TOKEN.to_owned(),
+        auth_token: AUTH_TOKEN.into(),
         api_base: providers.twilio.base_url.clone(),
         public_base_url: web_url.clone(),
     };
     let webhooks = WebhookConfig {
         twilio: Some(twilio.clone()),
-        exotel_secret: Some(target.exotel_secret.clone()),
+        exotel_secret: Some(target.exotel_secret.clone().into()),
         ..WebhookConfig::default()
     };
     // One pool serves the web and the workers here: a webhook may wait for a
     // connection as long as a job does (a web dyno's pool is its own).
     let limits = web::limits::Limits { webhook_pool_wait: Duration::from_secs(5), ..Default::default() };
-    let state = AppState::new(pool.clone(), vec![options.api_token.clone()])
+    let state = AppState::new(pool.clone(), vec![options.api_token.clone().into()])
         .with_recordings(recordings.clone())
         .with_webhooks(webhooks)
         .with_limits(limits);
@@ -136,7 +139,7 @@ pub async fn run_on(pool: &PgPool, options: &DemoOptions) -> anyhow::Result<Summ
     let exotel = ExotelConfig {
         account_sid: sim::exotel::ACCOUNT_SID.to_owned(),
         api_key: sim::exotel::API_KEY.to_owned(),
-        api_token: sim::exotel::API_TOKEN.to_owned(),
+        api_token: sim::exotel::API_TOKEN.into(),
         api_base: providers.exotel.base_url.clone(),
     };
     let status_callback = match options.provider {

@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use switchboard_jobs::calls::CallStatus;
@@ -71,15 +72,15 @@ fn masked(bits: u128, width: u32, prefix: u32) -> u128 {
 /// What an Exotel request must get past.
 #[derive(Debug, Clone, Default)]
 pub struct Gate {
-    pub secret: Option<String>,
+    pub secret: Option<SecretString>,
     /// Empty: any address.
     pub allowed: Vec<IpBlock>,
 }
 
 impl Gate {
     pub fn check(&self, presented: &str, client: Option<IpAddr>) -> Result<(), Refusal> {
-        let secret = self.secret.as_deref().ok_or(Refusal::NotConfigured)?;
-        if !bool::from(secret.as_bytes().ct_eq(presented.as_bytes())) {
+        let secret = self.secret.as_ref().ok_or(Refusal::NotConfigured)?;
+        if !bool::from(secret.expose_secret().as_bytes().ct_eq(presented.as_bytes())) {
             return Err(Refusal::WrongSecret);
         }
         if self.allowed.is_empty() {

@@ -6,6 +6,7 @@
 //! [`CALL_TIME_LIMIT`], which the outbound watchdog relies on. Requests go
 //! through the shared [`RestClient`].
 
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use switchboard_jobs::outbound::watchdog::CALL_TIME_LIMIT;
 use switchboard_jobs::ports::{OutboundCall, PlacedCall, PortError, PortFuture, Telephony};
@@ -21,7 +22,10 @@ pub struct ExotelRest {
 impl ExotelRest {
     pub fn new(config: ExotelConfig) -> Self {
         let connect_url = format!("{}/v1/Accounts/{}/Calls/connect.json", config.api_base, config.account_sid);
-        Self { rest: RestClient::new("Exotel", config.api_key, config.api_token, exotel_error), connect_url }
+        Self {
+            rest: RestClient::new("Exotel", config.api_key, config.api_token.expose_secret().to_owned(), exotel_error),
+            connect_url,
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -77,17 +78,17 @@ pub enum Payload<'a> {
 /// Webhooks SharedKey secrets (several while one is being rotated out).
 #[derive(Clone)]
 pub struct RequestValidator {
-    auth_token: String,
-    shared_keys: Vec<String>,
+    auth_token: SecretString,
+    shared_keys: Vec<SecretString>,
 }
 
 impl RequestValidator {
     pub fn new(auth_token: impl Into<String>) -> Self {
-        Self { auth_token: auth_token.into(), shared_keys: Vec::new() }
+        Self { auth_token: SecretString::from(auth_token.into()), shared_keys: Vec::new() }
     }
 
     /// Also accepts requests a Webhook Setting signed with one of these SharedKey secrets.
-    pub fn with_shared_keys(mut self, secrets: Vec<String>) -> Self {
+    pub fn with_shared_keys(mut self, secrets: Vec<SecretString>) -> Self {
         self.shared_keys = secrets;
         self
     }
@@ -95,7 +96,7 @@ impl RequestValidator {
     /// Base64 HMAC-SHA1 of the URL followed by each parameter name and value,
     /// names sorted, each name's distinct values sorted.
     pub fn signature(&self, url: &str, params: &[(String, String)]) -> String {
-        sign(self.auth_token.as_bytes(), Algorithm::HmacSha1, url, &signed_params(params))
+        sign(self.auth_token.expose_secret().as_bytes(), Algorithm::HmacSha1, url, &signed_params(params))
     }
 
     /// The signature a Webhook Setting with SharedKey `secret` and `algorithm` puts on a request.
@@ -118,7 +119,8 @@ impl RequestValidator {
         if self.shared_keys.is_empty() {
             return Err(SignatureError::SharedKeyNotConfigured);
         }
-        let keys: Vec<(&[u8], Algorithm)> = self.shared_keys.iter().map(|k| (k.as_bytes(), algorithm)).collect();
+        let keys: Vec<(&[u8], Algorithm)> =
+            self.shared_keys.iter().map(|k| (k.expose_secret().as_bytes(), algorithm)).collect();
         check(url, payload, signature, &keys)
     }
 
@@ -128,7 +130,7 @@ impl RequestValidator {
     /// nothing vouches for the body, so it is refused. The URL is tried
     /// without its port and with the scheme's default port.
     pub fn validate(&self, url: &str, payload: Payload<'_>, signature: Option<&str>) -> Result<(), SignatureError> {
-        check(url, payload, signature, &[(self.auth_token.as_bytes(), Algorithm::HmacSha1)])
+        check(url, payload, signature, &[(self.auth_token.expose_secret().as_bytes(), Algorithm::HmacSha1)])
     }
 }
 

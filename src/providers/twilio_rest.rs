@@ -6,6 +6,7 @@
 //! `<Dial action>` reporting the agent's leg, and (unless switched off)
 //! asynchronous answering-machine detection reporting who answered.
 
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use switchboard_jobs::outbound::watchdog::CALL_TIME_LIMIT;
 use switchboard_jobs::ports::{OutboundCall, PlacedCall, PortError, PortFuture, Telephony};
@@ -24,7 +25,12 @@ pub struct TwilioRest {
 impl TwilioRest {
     /// A client whose follow-ups ask for answering-machine detection.
     pub fn new(config: TwilioConfig) -> Self {
-        let rest = RestClient::new("Twilio", config.account_sid.clone(), config.auth_token.clone(), twilio_error);
+        let rest = RestClient::new(
+            "Twilio",
+            config.account_sid.clone(),
+            config.auth_token.expose_secret().to_owned(),
+            twilio_error,
+        );
         Self { rest, config, machine_detection: true }
     }
 

@@ -5,6 +5,7 @@ use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
+use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
@@ -24,6 +25,6 @@ pub async fn require_api_token(
     let known = state
         .api_tokens
         .iter()
-        .fold(false, |found, token| found | bool::from(token.as_bytes().ct_eq(presented.as_bytes())));
+        .fold(false, |found, token| found | bool::from(token.expose_secret().as_bytes().ct_eq(presented.as_bytes())));
     if known { Ok(next.run(request).await) } else { Err(ApiError::Unauthorized) }
 }

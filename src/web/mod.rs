@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use secrecy::SecretString;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
@@ -42,7 +43,7 @@ pub use serve::serve_with;
 pub struct AppState {
     pub pool: PgPool,
     /// Bearer tokens accepted on `/api/*` (`API_TOKENS`); empty = the API is closed.
-    pub api_tokens: Arc<Vec<String>>,
+    pub api_tokens: Arc<Vec<SecretString>>,
     /// Where recordings are served from (`RECORDING_STORAGE`); `None`: not served.
     pub recordings: Option<Arc<crate::storage::RecordingStorage>>,
     /// How provider webhooks are authenticated and answered; all closed by default.
@@ -52,7 +53,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, api_tokens: Vec<String>) -> Self {
+    pub fn new(pool: PgPool, api_tokens: Vec<SecretString>) -> Self {
         Self {
             pool,
             api_tokens: Arc::new(api_tokens),

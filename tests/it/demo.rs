@@ -326,7 +326,7 @@ async fn the_demo_binary_creates_its_database_when_missing_and_prints_what_it_ho
         scalar(&created, "SELECT count(*) FROM calls WHERE direction = 'inbound'").await
     );
     assert_eq!(printed(&stdout, "leads:"), scalar(&created, "SELECT count(*) FROM leads").await);
-    assert!(stdout.contains("Authorization: Bearer demo-token"), "{stdout}");
+    assert!(stdout.contains(&format!("Authorization: Bearer {}", switchboard::demo::API_TOKEN)), "{stdout}");
     created.close().await;
     sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await.unwrap();
 }

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use hmac::{Hmac, KeyInit, Mac};
 use maud::html;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -44,7 +45,7 @@ fn session_value(token: &str, expires_at: i64) -> String {
 }
 
 /// The operator whose cookie is valid and unexpired under one of `tokens`.
-fn operator(tokens: &[String], headers: &HeaderMap) -> Option<Operator> {
+fn operator(tokens: &[SecretString], headers: &HeaderMap) -> Option<Operator> {
     let value = headers
         .get_all(header::COOKIE)
         .iter()
@@ -56,7 +57,7 @@ fn operator(tokens: &[String], headers: &HeaderMap) -> Option<Operator> {
     if expires_at <= Utc::now().timestamp() {
         return None;
     }
-    let token = tokens.iter().find(|token| equal(&session_value(token, expires_at), value))?;
+    let token = tokens.iter().map(|t| t.expose_secret()).find(|t| equal(&session_value(t, expires_at), value))?;
     Some(Operator { csrf: sign(token, &format!("switchboard-console-csrf:{value}")) })
 }
 
@@ -105,7 +106,7 @@ pub struct Login {
 
 pub async fn login(State(state): State<AppState>, headers: HeaderMap, Form(login): Form<Login>) -> Response {
     let presented = login.token.trim();
-    let known = state.api_tokens.iter().find(|token| equal(token, presented));
+    let known = state.api_tokens.iter().map(|t| t.expose_secret()).find(|token| equal(token, presented));
     let Some(token) = known else {
         tracing::warn!("console login refused: unknown token");
         return (StatusCode::UNAUTHORIZED, login_form(Some("That token is not one of API_TOKENS."))).into_response();
@@ -140,12 +141,12 @@ mod tests {
 
     #[test]
     fn a_session_holds_under_its_token_only_until_it_expires() {
-        let tokens = vec!["alpha".to_owned(), "beta".to_owned()];
+        let tokens: Vec<SecretString> = vec!["alpha".into(), "beta".into()];
         let later = Utc::now().timestamp() + 60;
         let session = session_value("beta", later);
         let operator = operator(&tokens, &with_cookie(&session)).expect("valid under beta");
         assert_eq!(operator.csrf.len(), 64);
-        assert!(super::operator(&["alpha".to_owned()], &with_cookie(&session)).is_none(), "token removed: no session");
+        assert!(super::operator(&["alpha".into()], &with_cookie(&session)).is_none(), "token removed: no session");
         let forged = format!("{}.{}", later + 3600, session.split_once('.').unwrap().1);
         assert!(super::operator(&tokens, &with_cookie(&forged)).is_none(), "a changed expiry breaks the signature");
         let expired = session_value("beta", Utc::now().timestamp() - 1);

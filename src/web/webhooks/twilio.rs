@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use secrecy::ExposeSecret;
 use sqlx::PgConnection;
 use switchboard_jobs::calls::{self, CallSeen, CallStatus, Direction, StatusUpdate};
 use switchboard_jobs::outbound::Report;
@@ -81,7 +82,7 @@ pub(super) fn authenticate(state: &AppState, uri: Uri, headers: HeaderMap, body:
     let fields = Fields::parse(uri.query(), content_type, &body)?;
     let payload = if fields::is_json(content_type) { Payload::Body(&body) } else { Payload::Form(&fields.body) };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    RequestValidator::new(&twilio.auth_token)
+    RequestValidator::new(twilio.auth_token.expose_secret())
         .with_shared_keys(state.webhooks.twilio_shared_keys.clone())
         .validate_with_settings(&url, payload, header("x-twilio-signature"), header(SIGNATURE_SETTINGS_HEADER))
         .map_err(|e| refuse(&e))?;

@@ -16,7 +16,7 @@ use crate::support::{API_TOKEN, TestApp, migrate, serve_state, wait_until};
 
 /// The web app serving recordings from `storage`.
 async fn app_with(pool: &PgPool, storage: Arc<RecordingStorage>) -> TestApp {
-    serve_state(pool, AppState::new(pool.clone(), vec![API_TOKEN.to_owned()]).with_recordings(storage)).await
+    serve_state(pool, AppState::new(pool.clone(), vec![API_TOKEN.into()]).with_recordings(storage)).await
 }
 
 async fn app_for(pool: &PgPool, world: &World) -> TestApp {

@@ -77,8 +77,7 @@ async fn an_operator_works_the_console_in_chromium(pool: PgPool) {
     let registry = switchboard_jobs::registry().only(&["noop".to_owned()]).unwrap();
     let workers = Workers::start(&pool, registry, Ports::default());
     let storage = Arc::new(RecordingStorage::Local(LocalDir::new(dir.path())));
-    let app =
-        serve_state(&pool, AppState::new(pool.clone(), vec![API_TOKEN.to_owned()]).with_recordings(storage)).await;
+    let app = serve_state(&pool, AppState::new(pool.clone(), vec![API_TOKEN.into()]).with_recordings(storage)).await;
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let output = tokio::process::Command::new("node")

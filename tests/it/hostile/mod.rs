@@ -4,4 +4,5 @@
 mod api;
 mod overload;
 mod recording_urls;
+mod settings;
 mod webhooks;

@@ -12,7 +12,7 @@ pub use crate::support::count;
 
 pub const AUTH_TOKEN: &str = "test-twilio-auth-token";
 pub const PUBLIC_BASE: &str = "https://switchboard.test";
-pub const EXOTEL_SECRET: &str = "exotel-path-secret";
+pub const EXOTEL_SECRET: &str = "exotel-path-secret-0123456789abcdef";
 pub const OUR_NUMBER: &str = "+14155550100";
 pub const CALLER: &str = "+14155550199";
 

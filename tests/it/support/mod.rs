@@ -111,7 +111,7 @@ impl Drop for Workers {
 }
 
 /// The bearer token the test app accepts on `/api/*`.
-pub const API_TOKEN: &str = "test-token";
+pub const API_TOKEN: &str = "test-token-0123456789abcdef0123456789";
 
 /// The web app served on a loopback port.
 pub struct TestApp {
@@ -126,7 +126,7 @@ pub async fn spawn_app(pool: &PgPool) -> TestApp {
 
 /// The web app with these webhook settings (provider secrets, deadlines).
 pub async fn spawn_app_with(pool: &PgPool, webhooks: WebhookConfig) -> TestApp {
-    serve_state(pool, AppState::new(pool.clone(), vec![API_TOKEN.to_owned()]).with_webhooks(webhooks)).await
+    serve_state(pool, AppState::new(pool.clone(), vec![API_TOKEN.into()]).with_webhooks(webhooks)).await
 }
 
 /// The web app over a state the test built (with recordings, webhooks...).
