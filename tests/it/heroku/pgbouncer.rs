@@ -61,6 +61,7 @@ async fn calls_through_pgbouncer(pool: &PgPool, worker_env: &[(&str, &str)]) -> 
         ("TWILIO_API_BASE", providers.twilio.base_url.clone()),
         ("OPENAI_API_KEY", "sk-pgbouncer-test".to_owned()),
         ("OPENAI_BASE_URL", format!("{openai}/v1")),
+        ("RECORDING_FETCH_ALLOW_LOOPBACK", "1".to_owned()),
         ("RECORDING_STORAGE", "local".to_owned()),
         ("RECORDING_DIR", recordings.path().display().to_string()),
     ];
