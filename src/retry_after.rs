@@ -1,5 +1,7 @@
 //! How long the other side asked us to wait: `retry-after-ms` (OpenAI), then
-//! `Retry-After` as seconds or an HTTP date; never more than [`MAX_WAIT`].
+//! `Retry-After` as seconds or an HTTP date (RFC 9110's three forms); never
+//! more than [`MAX_WAIT`]. The one parser every outside client uses: the
+//! providers' REST APIs, recording downloads, OpenAI and the CRM.
 
 use std::time::Duration;
 
@@ -25,8 +27,20 @@ fn asked(headers: &HeaderMap) -> Option<Duration> {
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (at.to_utc() - chrono::Utc::now()).to_std().ok()
+    (http_date(value)? - chrono::Utc::now()).to_std().ok()
+}
+
+/// An HTTP date: IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), or the
+/// obsolete RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime
+/// (`Sun Nov  6 08:49:37 1994`) forms that recipients must still accept.
+fn http_date(value: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc2822(value) {
+        return Some(at.to_utc());
+    }
+    ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
+        .into_iter()
+        .find_map(|format| chrono::NaiveDateTime::parse_from_str(value, format).ok())
+        .map(|naive| naive.and_utc())
 }
 
 #[cfg(test)]
@@ -50,6 +64,16 @@ mod tests {
         let wait = from_headers(&headers(&[("retry-after", &later)])).unwrap();
         assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120));
         assert_eq!(from_headers(&headers(&[("retry-after", "soon")])), None);
+    }
+
+    #[test]
+    fn the_obsolete_http_date_forms_are_understood() {
+        let later = chrono::Utc::now() + chrono::Duration::seconds(120);
+        for form in ["%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"] {
+            let value = later.format(form).to_string();
+            let wait = from_headers(&headers(&[("retry-after", &value)])).expect(&value);
+            assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{value}: {wait:?}");
+        }
     }
 
     #[test]

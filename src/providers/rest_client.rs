@@ -1,7 +1,8 @@
 //! What the providers' REST clients share: one HTTP client with timeouts, form
 //! POSTs with HTTP Basic auth, and failures classified by what retrying would
 //! do. A request that certainly never left (no connection could be made), a
-//! 429 or a 503 is transient, honouring `Retry-After`; one that may have
+//! 429 or a 503 is transient, honouring `Retry-After` (read by
+//! [`crate::retry_after`], capped); one that may have
 //! reached the provider (a timeout or reset after sending, another 5xx, a 2xx
 //! whose JSON cannot be read) has an unknown outcome, since creating a call is
 //! not idempotent; any other 4xx is permanent and carries the provider's message.
@@ -44,12 +45,7 @@ impl RestClient {
             .await
             .map_err(|e| unsent_or_unknown(provider, e))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-            .map(Duration::from_secs);
+        let retry_after = crate::retry_after::from_headers(response.headers());
         let body = response.bytes().await;
         if status.is_success() {
             let unreadable = |e: String| PortError::OutcomeUnknown {

@@ -4,5 +4,6 @@
 mod api;
 mod overload;
 mod recording_urls;
+mod retry_after;
 mod settings;
 mod webhooks;
