@@ -37,7 +37,8 @@
 //! | `EXOTEL_ACCOUNT_SID` | (none: no Exotel calls) | account for Exotel's REST API (requires `EXOTEL_API_KEY` and `EXOTEL_API_TOKEN`) |
 //! | `EXOTEL_API_KEY`, `EXOTEL_API_TOKEN` | (none) | Basic auth for Exotel's REST API (and its recordings) |
 //! | `EXOTEL_API_BASE` | `https://api.exotel.com` | Exotel's REST API (`https://api.in.exotel.com` for Mumbai; tests point it at a local fake) |
-//! | `TRUST_FORWARDED_FOR` | `false` | take the client address from the last `X-Forwarded-For` entry (behind Heroku's router) |
+//! | `TRUST_FORWARDED_FOR` | `false` | take the client address from the rightmost entry of the last `X-Forwarded-For` line (behind Heroku's router) |
+//! | `CALLBACK_ALLOWED_PREFIXES` | `+91` | comma-separated E.164 prefixes overflow callbacks may go to (`+` alone: anywhere) |
 //!
 //! The after-call chain's variables are documented where they are read:
 //! `after_call` (switches), `storage`, `recording_fetch`, `ai` and `crm`.
@@ -53,6 +54,7 @@ mod secrets;
 use crate::providers::exotel::IpBlock;
 use anyhow::{Context, anyhow};
 use secrecy::SecretString;
+use switchboard_jobs::phone::NumberPrefixes;
 use switchboard_jobs::ports::{OutboundLine, Provider};
 use switchboard_jobs::queue::{QueueLimits, QueueSettings, SupervisorConfig, prune::PruneSchedule};
 
@@ -210,6 +212,13 @@ pub fn outbound_line_from_env() -> anyhow::Result<Option<OutboundLine>> {
     Ok(Some(OutboundLine { provider, caller_id: caller_id.trim().to_owned(), status_callback: status_callback.into() }))
 }
 
+/// `CALLBACK_ALLOWED_PREFIXES`, else India (`+91`).
+pub fn callback_prefixes_from_env() -> anyhow::Result<NumberPrefixes> {
+    var("CALLBACK_ALLOWED_PREFIXES")
+        .map_or_else(|| Ok(NumberPrefixes::default()), |raw| NumberPrefixes::parse(&raw))
+        .map_err(|e| anyhow!("CALLBACK_ALLOWED_PREFIXES: {e}"))
+}
+
 /// Twilio's account, for signature checks (web) and REST calls (worker).
 #[derive(Debug, Clone)]
 pub struct TwilioConfig {
@@ -282,6 +291,8 @@ pub struct WebhookConfig {
     pub exotel_allowed_ips: Vec<IpBlock>,
     pub exotel_connect_deadline: Duration,
     pub trust_forwarded_for: bool,
+    /// Where the Connect webhook may schedule overflow callbacks (`CALLBACK_ALLOWED_PREFIXES`).
+    pub callback_prefixes: NumberPrefixes,
 }
 
 impl Default for WebhookConfig {
@@ -294,6 +305,7 @@ impl Default for WebhookConfig {
             exotel_allowed_ips: Vec::new(),
             exotel_connect_deadline: Duration::from_secs(3),
             trust_forwarded_for: false,
+            callback_prefixes: NumberPrefixes::default(),
         }
     }
 }
@@ -314,6 +326,7 @@ impl WebhookConfig {
             exotel_allowed_ips,
             exotel_connect_deadline: duration("EXOTEL_CONNECT_DEADLINE", "3s")?,
             trust_forwarded_for: flag("TRUST_FORWARDED_FOR", false)?,
+            callback_prefixes: callback_prefixes_from_env()?,
         })
     }
 }

@@ -41,6 +41,7 @@ pub async fn run(queues: &[String]) -> anyhow::Result<()> {
     let ports = Ports {
         telephony: telephony_from_env()?,
         outbound_line: config::outbound_line_from_env()?,
+        callback_prefixes: config::callback_prefixes_from_env()?,
         ..Ports::default()
     };
     let ports = Arc::new(crate::after_call::with_after_call_ports(ports).await?);

@@ -1,7 +1,8 @@
 //! `PhoneNumber`: a number in E.164 (`+919876543210`), parsed once at the
 //! edge (API bodies, Twilio's E.164, the Indian national forms Exotel sends)
 //! so the core never handles raw strings. The one phone type of both crates.
-//! Also how numbers are masked wherever they could reach a log.
+//! Also how numbers are masked wherever they could reach a log, and
+//! `NumberPrefixes`, the countries or ranges a deployment may call.
 
 use std::fmt;
 
@@ -94,9 +95,64 @@ impl fmt::Display for PhoneNumber {
     }
 }
 
+/// E.164 prefixes (`+91`, `+1415`; `+` alone for anywhere) a number must
+/// start with to be called without an operator asking for it: overflow
+/// callbacks go to the number the caller's provider reported, which on
+/// Exotel nothing signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberPrefixes(Vec<String>);
+
+impl NumberPrefixes {
+    /// Comma-separated prefixes, each `+` and up to 15 digits.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let prefixes: Vec<String> =
+            raw.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect();
+        let well_formed = |p: &String| {
+            p.strip_prefix('+').is_some_and(|digits| digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit()))
+        };
+        match prefixes.iter().find(|p| !well_formed(p)) {
+            Some(bad) => Err(format!("{bad:?} is not + followed by digits")),
+            None if prefixes.is_empty() => Err("no prefix given (+ alone allows every number)".to_owned()),
+            None => Ok(Self(prefixes)),
+        }
+    }
+
+    pub fn allows(&self, number: &PhoneNumber) -> bool {
+        self.0.iter().any(|prefix| number.as_str().starts_with(prefix.as_str()))
+    }
+}
+
+impl Default for NumberPrefixes {
+    /// India, where the deployment's Exotel numbers and calling window are.
+    fn default() -> Self {
+        Self(vec!["+91".to_owned()])
+    }
+}
+
+impl fmt::Display for NumberPrefixes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{PhoneNumber, mask, mask_in_text};
+    use super::{NumberPrefixes, PhoneNumber, mask, mask_in_text};
+
+    #[test]
+    fn prefixes_allow_numbers_that_start_with_one_of_them() {
+        let number = |raw: &str| PhoneNumber::parse(raw).unwrap();
+        let india = NumberPrefixes::default();
+        assert!(india.allows(&number("+919876543210")));
+        assert!(!india.allows(&number("+442071838750")));
+        let listed = NumberPrefixes::parse(" +44, +1415 ").unwrap();
+        assert!(listed.allows(&number("+442071838750")) && listed.allows(&number("+14155550100")));
+        assert!(!listed.allows(&number("+12125550100")));
+        assert!(NumberPrefixes::parse("+").unwrap().allows(&number("+12125550100")));
+        for bad in ["91", "+9a", "", " , ", "+1234567890123456"] {
+            assert!(NumberPrefixes::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn masks_all_but_country_code_and_last_four() {

@@ -213,6 +213,8 @@ pub struct Ports {
     pub crm: Option<Arc<dyn CrmSink>>,
     /// Switches and thresholds of the after-call chain.
     pub pipeline: crate::pipeline::PipelineSettings,
+    /// Where overflow callbacks may go (`CALLBACK_ALLOWED_PREFIXES`).
+    pub callback_prefixes: crate::phone::NumberPrefixes,
 }
 
 impl Ports {

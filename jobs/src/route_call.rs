@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::calls::{self, CallStatus};
 use crate::outbound;
+use crate::phone::NumberPrefixes;
 use crate::ports::{OutboundCall, PortError, Provider};
 use crate::queue::{self, EnqueueOptions, Job, JobContext, JobError, RetryPolicy};
 use crate::release_silent_agent::ReleaseSilentAgent;
@@ -196,7 +197,7 @@ impl Job for RouteCall {
         let call = load(&mut tx, self.call_id)
             .await?
             .ok_or_else(|| JobError::permanent(format!("call {} does not exist or has no department", self.call_id)))?;
-        let next = decide(&mut tx, self.call_id, &call).await?;
+        let next = decide(&mut tx, self.call_id, &call, &ctx.ports.callback_prefixes).await?;
         tx.commit().await?;
         match next {
             Next::Done => Ok(()),
@@ -226,19 +227,24 @@ async fn load(conn: &mut PgConnection, call_id: i64) -> Result<Option<WaitingCal
 /// What the locked call row's routing state calls for. The row stays locked
 /// until the decision commits, so a hangup cannot land between what is seen
 /// here and what is claimed.
-async fn decide(conn: &mut PgConnection, call_id: i64, call: &WaitingCall) -> Result<Next, JobError> {
+async fn decide(
+    conn: &mut PgConnection,
+    call_id: i64,
+    call: &WaitingCall,
+    callback_prefixes: &NumberPrefixes,
+) -> Result<Next, JobError> {
     if call.is_over() {
         return Ok(Next::Done);
     }
     match (call.routing_state.as_str(), call.bridge_started_at) {
-        ("waiting", _) => route_waiting(conn, call_id, call).await,
+        ("waiting", _) => route_waiting(conn, call_id, call, callback_prefixes).await,
         ("reserved", Some(started_at)) if Utc::now() < silence_ends(started_at) => {
             Ok(Next::AwaitBridge(silence_ends(started_at)))
         }
         ("reserved", Some(_)) => {
             tracing::warn!(call_sid = %call.call_sid, "bridge attempt unheard of for too long: routing again");
             back_in_line(conn, call_id).await?;
-            route_waiting(conn, call_id, call).await
+            route_waiting(conn, call_id, call, callback_prefixes).await
         }
         ("overflowing", _) => Ok(Next::Overflow),
         _ => Ok(Next::Done),
@@ -246,8 +252,13 @@ async fn decide(conn: &mut PgConnection, call_id: i64, call: &WaitingCall) -> Re
 }
 
 /// Reserves an agent (and, on Twilio, records the bridge attempt), or moves
-/// towards overflow once the wait is over.
-async fn route_waiting(conn: &mut PgConnection, call_id: i64, call: &WaitingCall) -> Result<Next, JobError> {
+/// towards overflow once the wait is over (calling back only `callback_prefixes`).
+async fn route_waiting(
+    conn: &mut PgConnection,
+    call_id: i64,
+    call: &WaitingCall,
+    callback_prefixes: &NumberPrefixes,
+) -> Result<Next, JobError> {
     if let Some(agent) = routing::reserve(conn, &call.department()?).await? {
         tracing::info!(call_sid = %call.call_sid, agent_id = agent.id, "agent reserved");
         ReleaseSilentAgent::enqueue(conn, call_id).await?;
@@ -268,7 +279,7 @@ async fn route_waiting(conn: &mut PgConnection, call_id: i64, call: &WaitingCall
     if now >= call.wait_ends() {
         set_state(conn, call_id, overflow_state, None).await?;
         tracing::info!(call_sid = %call.call_sid, max_wait_secs = call.max_wait_secs, "nobody free in time: overflow");
-        outbound::callback::schedule_overflow_callback(conn, call_id, now).await?;
+        outbound::callback::schedule_overflow_callback(conn, call_id, now, callback_prefixes).await?;
         return Ok(if call.provider == Provider::Twilio { Next::Overflow } else { Next::Done });
     }
     let look_again = now + chrono::Duration::from_std(LOOK_AGAIN_EVERY).expect("small duration");

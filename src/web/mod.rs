@@ -18,6 +18,7 @@ mod params;
 mod recordings_api;
 mod rejections;
 mod request_id;
+mod request_log;
 mod scheduled_calls_api;
 mod serve;
 mod transcripts_api;
@@ -98,7 +99,7 @@ pub fn app(state: AppState, body_limit_bytes: usize) -> Router {
         .merge(openapi::routes())
         .layer(axum::middleware::from_fn(metrics::track_request))
         .layer(DefaultBodyLimit::max(body_limit_bytes))
-        .layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn(request_log::log_request))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limits::guard))
         .layer(axum::middleware::from_fn(request_id::in_span))
         .with_state(state)
@@ -111,18 +112,4 @@ pub async fn serve(
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     serve_with(listener, app, stop, &limits::Limits::default()).await
-}
-
-async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
-    let (method, path) = (request.method().clone(), webhooks::loggable_path(request.uri().path()));
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    if status >= 500 {
-        tracing::warn!(%method, %path, status, elapsed_ms, "request");
-    } else {
-        tracing::debug!(%method, %path, status, elapsed_ms, "request");
-    }
-    response
 }

@@ -8,16 +8,18 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 use super::schedule::{DEFAULT_MAX_ATTEMPTS, NewScheduledCall, RetrySettings, ScheduleError, Scheduled, schedule};
-use crate::phone::PhoneNumber;
+use crate::phone::{NumberPrefixes, PhoneNumber, mask};
 use crate::window::Purpose;
 
 /// Schedules the call back when the overflowed call's action is `callback`;
-/// `None` when it is not, when the caller's number is unknown, when the call
-/// was already scheduled back, or when the service window never opens.
+/// `None` when it is not, when the caller's number is unknown or outside
+/// `allowed` (`CALLBACK_ALLOWED_PREFIXES`), when the call was already
+/// scheduled back, or when the service window never opens.
 pub async fn schedule_overflow_callback(
     conn: &mut PgConnection,
     call_id: i64,
     now: DateTime<Utc>,
+    allowed: &NumberPrefixes,
 ) -> Result<Option<Scheduled>, sqlx::Error> {
     let overflowed: Option<(String, Option<String>, Option<String>, i64)> = sqlx::query_as(
         "SELECT call_sid, from_number, overflow_action, department_id FROM calls
@@ -34,6 +36,11 @@ pub async fn schedule_overflow_callback(
         tracing::warn!(%call_sid, "overflow callback skipped: the caller's number is not E.164");
         return Ok(None);
     };
+    if !allowed.allows(&customer_phone) {
+        let caller = mask(customer_phone.as_str());
+        tracing::warn!(%call_sid, %caller, %allowed, "overflow callback skipped: outside CALLBACK_ALLOWED_PREFIXES");
+        return Ok(None);
+    }
     let already: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM scheduled_calls WHERE context->>'overflow_call_sid' = $1)")
             .bind(&call_sid)

@@ -21,10 +21,12 @@ use switchboard_jobs::ports::Provider;
 
 use super::handoffs::{self, AttemptReport, RecordingFacts};
 use super::{RawEvent, department_for_number, queue_and_route, store_event};
+use crate::config::WebhookConfig;
 use crate::ivr::{self, Step};
 use crate::providers::exotel::{self, FlowRequest, Gate, StatusCallback};
 use crate::providers::fields::Fields;
 use crate::web::limits::begin_webhook;
+use crate::web::request_log::masked_path;
 use crate::web::{ApiError, AppState};
 
 pub fn routes() -> Router<AppState> {
@@ -72,9 +74,12 @@ impl Incoming {
     async fn admit(self, state: &AppState) -> Result<Admitted, ApiError> {
         let config = &state.webhooks;
         let gate = Gate { secret: config.exotel_secret.clone(), allowed: config.exotel_allowed_ips.clone() };
-        let client = if config.trust_forwarded_for { forwarded_for(&self.headers).or(self.peer) } else { self.peer };
+        let client = match forwarded_for(&self.headers) {
+            Some(forwarded) if config.trust_forwarded_for => forwarded,
+            _ => self.peer,
+        };
         if let Err(refusal) = gate.check(&self.secret, client) {
-            tracing::warn!(path = %super::loggable_path(self.uri.path()), reason = %refusal, "Exotel webhook refused");
+            tracing::warn!(path = %masked_path(self.uri.path()), reason = %refusal, "Exotel webhook refused");
             return Err(ApiError::Forbidden("forbidden".into()));
         }
         let content_type = self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -83,10 +88,14 @@ impl Incoming {
     }
 }
 
-/// The address the last proxy (Heroku's router) saw.
-fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    let list = headers.get("x-forwarded-for")?.to_str().ok()?;
-    list.rsplit(',').next()?.trim().parse().ok()
+/// The address the last proxy (Heroku's router, which appends) saw: the
+/// rightmost entry of the last `X-Forwarded-For` line. Every earlier entry,
+/// and every earlier line, came from the client and proves nothing. `None`
+/// without the header; `Some(None)` when that entry is not an address.
+fn forwarded_for(headers: &HeaderMap) -> Option<Option<IpAddr>> {
+    let last_line = headers.get_all("x-forwarded-for").iter().next_back()?;
+    let rightmost = last_line.to_str().ok().and_then(|line| line.rsplit(',').next());
+    Some(rightmost.and_then(|entry| entry.trim().parse().ok()))
 }
 
 impl<S: Send + Sync> axum::extract::FromRequest<S> for Incoming {
@@ -175,7 +184,7 @@ async fn connect(State(state): State<AppState>, incoming: Incoming) -> Result<Re
     }
     tx.commit().await?;
     let dial = match department {
-        Some(_) => whom_to_dial(&state.pool, call_id, state.webhooks.exotel_connect_deadline).await?,
+        Some(_) => whom_to_dial(&state.pool, call_id, &state.webhooks).await?,
         None => None,
     };
     let caller_id = flow.to.as_ref().map(|n| n.as_str());
@@ -207,8 +216,8 @@ async fn department_of(
 /// wait, or this request's deadline passed, which then marks it overflowed so
 /// the job stops), the department's number when its overflow action is
 /// `transfer`; otherwise nobody.
-async fn whom_to_dial(pool: &PgPool, call_id: i64, deadline: Duration) -> Result<Option<String>, sqlx::Error> {
-    let give_up_at = tokio::time::Instant::now() + deadline;
+async fn whom_to_dial(pool: &PgPool, call_id: i64, config: &WebhookConfig) -> Result<Option<String>, sqlx::Error> {
+    let give_up_at = tokio::time::Instant::now() + config.exotel_connect_deadline;
     loop {
         let (state, agent): (String, Option<String>) = sqlx::query_as(
             "SELECT c.routing_state, a.phone FROM calls c LEFT JOIN agents a ON a.id = c.agent_id WHERE c.id = $1",
@@ -232,7 +241,8 @@ async fn whom_to_dial(pool: &PgPool, call_id: i64, deadline: Duration) -> Result
                 if gave_up.rows_affected() == 0 {
                     continue;
                 }
-                callback::schedule_overflow_callback(&mut tx, call_id, chrono::Utc::now()).await?;
+                let prefixes = &config.callback_prefixes;
+                callback::schedule_overflow_callback(&mut tx, call_id, chrono::Utc::now(), prefixes).await?;
                 tx.commit().await?;
                 return transfer_number(pool, call_id).await;
             }

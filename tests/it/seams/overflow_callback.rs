@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use switchboard::providers::twilio_rest::TwilioRest;
 use switchboard_jobs::outbound::callback::schedule_overflow_callback;
+use switchboard_jobs::phone::NumberPrefixes;
 use switchboard_jobs::ports::{Ports, Provider};
 
 use crate::inbound::world::{
@@ -27,6 +28,11 @@ async fn callbacks(pool: &PgPool) -> Vec<(String, Option<String>, String, String
     .unwrap()
 }
 
+/// The test's callers are in the US (`+1`).
+fn us() -> NumberPrefixes {
+    NumberPrefixes::parse("+1").unwrap()
+}
+
 async fn callback_department(pool: &PgPool, inbound_number: &str) {
     let id = department(pool, "sales", "round_robin", Some(inbound_number), 1).await;
     sqlx::query("UPDATE departments SET overflow_action = 'callback' WHERE id = $1")
@@ -42,7 +48,11 @@ async fn a_twilio_caller_nobody_takes_in_a_callback_department_is_scheduled_one_
     callback_department(&pool, OUR_NUMBER).await;
     let fake = FakeProviders::start().await;
     let app = spawn_app_with(&pool, webhooks()).await;
-    let ports = Ports { telephony: Some(Arc::new(TwilioRest::new(twilio_config(&fake.base_url)))), ..Ports::default() };
+    let ports = Ports {
+        telephony: Some(Arc::new(TwilioRest::new(twilio_config(&fake.base_url)))),
+        callback_prefixes: us(),
+        ..Ports::default()
+    };
     let workers = Workers::start(&pool, switchboard_jobs::registry(), ports);
     let sid = crate::inbound::world::call_sid(31);
 
@@ -67,7 +77,7 @@ async fn a_twilio_caller_nobody_takes_in_a_callback_department_is_scheduled_one_
     // Asked again for the same call (a re-run), nothing more is scheduled.
     let call_id = count(&pool, "SELECT id FROM calls").await;
     let mut tx = pool.begin().await.unwrap();
-    assert_eq!(schedule_overflow_callback(&mut tx, call_id, chrono::Utc::now()).await.unwrap(), None);
+    assert_eq!(schedule_overflow_callback(&mut tx, call_id, chrono::Utc::now(), &us()).await.unwrap(), None);
     tx.commit().await.unwrap();
     assert_eq!(callbacks(&pool).await.len(), 1);
 }
