@@ -29,6 +29,7 @@
 //! | `TWILIO_ACCOUNT_SID` | (none) | account for the REST API (required with `TWILIO_AUTH_TOKEN`) |
 //! | `TWILIO_AUTH_TOKEN` | (none: Twilio webhooks refused, no Twilio calls) | primary auth token: checks `X-Twilio-Signature`, authenticates REST calls |
 //! | `TWILIO_WEBHOOK_SHARED_KEY` | (none) | the secret of the Twilio Webhooks SharedKey that signs webhooks (`X-Twilio-Webhooks-Signature-Settings`, HMAC-SHA256); comma-separated while a key is being rotated |
+//! | `RECONCILE_AFTER` | `3m` | a call holding an agent's slot (or an outbound attempt awaiting its outcome) unheard of this long is looked up in its provider's REST API, and what it says applied as its webhook would have been |
 //! | `TWILIO_MACHINE_DETECTION` | `true` | outbound follow-ups ask Twilio for answering-machine detection (asynchronous, billed per call): a machine answering the customer settles the attempt as `voicemail` |
 //! | `TWILIO_API_BASE` | `https://api.twilio.com` | Twilio's REST API (tests point it at a local fake) |
 //! | `EXOTEL_WEBHOOK_SECRET` | (none: Exotel webhooks refused) | the secret path segment of `/webhooks/exotel/{secret}/...`, at least 32 characters |

@@ -42,6 +42,7 @@ pub async fn run(queues: &[String]) -> anyhow::Result<()> {
         telephony: telephony_from_env()?,
         outbound_line: config::outbound_line_from_env()?,
         callback_prefixes: config::callback_prefixes_from_env()?,
+        reconcile_after: Some(config::positive_duration("RECONCILE_AFTER", "3m")?),
         ..Ports::default()
     };
     let ports = Arc::new(crate::after_call::with_after_call_ports(ports).await?);
@@ -52,7 +53,7 @@ pub async fn run(queues: &[String]) -> anyhow::Result<()> {
 /// Both providers' REST clients behind one port, each present when its
 /// account is configured; `None` when neither is.
 fn telephony_from_env() -> anyhow::Result<Option<Arc<dyn Telephony>>> {
-    let machine_detection = config::parsed("TWILIO_MACHINE_DETECTION", true)?;
+    let machine_detection = config::flag("TWILIO_MACHINE_DETECTION", true)?;
     let router = TelephonyRouter {
         twilio: TwilioConfig::from_env()?
             .map(|c| Arc::new(TwilioRest::new(c).with_machine_detection(machine_detection)) as Arc<dyn Telephony>),

@@ -5,6 +5,7 @@ pub mod analyze;
 pub mod calls;
 pub mod create_lead;
 pub mod fetch_recording;
+pub mod handoffs;
 pub mod noop;
 pub mod outbound;
 pub mod phone;
@@ -12,6 +13,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod probe;
 pub mod queue;
+pub mod reconcile_call;
 pub mod release_silent_agent;
 pub mod retry_scheduled_call;
 pub mod route_call;
@@ -40,4 +42,5 @@ pub fn registry() -> queue::Registry {
         .with::<retry_scheduled_call::RetryScheduledCall>()
         .with::<route_call::RouteCall>()
         .with::<release_silent_agent::ReleaseSilentAgent>()
+        .with::<reconcile_call::ReconcileCall>()
 }

@@ -79,10 +79,41 @@ pub struct PlacedCall {
     pub call_sid: String,
 }
 
+/// What the provider's REST API says of a call (Twilio `Calls/{sid}.json`,
+/// Exotel Call Details), for reconciliation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallDetails {
+    /// The call's status, in the provider's spelling.
+    pub status: String,
+    pub duration_secs: Option<i32>,
+    pub legs: LegDetails,
+    /// Exotel: the recording's (pre-signed, short-lived) link.
+    pub recording_url: Option<String>,
+}
+
+/// What the provider knows of a call's legs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LegDetails {
+    /// Nothing beyond the call's own status.
+    Unknown,
+    /// Twilio: the leg `<Dial>` placed from the call (its child call), if
+    /// any, and whether answering-machine detection heard a machine.
+    Dialled { agent: Option<String>, machine: bool },
+    /// Exotel Connect: the agent's leg (dialled first), the customer's,
+    /// whether a machine answered the customer's, the seconds both talked.
+    Connect { agent: String, customer: String, customer_machine: bool, conversation_secs: Option<i32> },
+}
+
 /// Places calls through the provider's REST API. Not idempotent: callers
 /// record their attempt before calling.
 pub trait Telephony: Send + Sync {
     fn place_call<'a>(&'a self, call: &'a OutboundCall) -> PortFuture<'a, PlacedCall>;
+
+    /// What the provider's REST API says of call `call_sid` at `provider`.
+    fn lookup_call<'a>(&'a self, provider: Provider, call_sid: &'a str) -> PortFuture<'a, CallDetails> {
+        let _ = (provider, call_sid);
+        Box::pin(async { Err(PortError::Permanent { message: "this provider cannot look a call up".into() }) })
+    }
 
     /// Points a live call at new instructions (Twilio: the TwiML at `url`; a
     /// path is joined to our public base URL). Providers without it refuse.
@@ -215,7 +246,14 @@ pub struct Ports {
     pub pipeline: crate::pipeline::PipelineSettings,
     /// Where overflow callbacks may go (`CALLBACK_ALLOWED_PREFIXES`).
     pub callback_prefixes: crate::phone::NumberPrefixes,
+    /// How long a call holding an agent's slot may go unheard of before its
+    /// provider is asked (`RECONCILE_AFTER`); `None`: [`RECONCILE_AFTER`].
+    pub reconcile_after: Option<Duration>,
 }
+
+/// How long a call holding a slot may go unheard of by default: Twilio
+/// retries a webhook for seconds, Exotel 5 and 15 minutes later.
+pub const RECONCILE_AFTER: Duration = Duration::from_secs(3 * 60);
 
 impl Ports {
     /// The telephony port, or a permanent error saying it is not configured.
@@ -230,6 +268,10 @@ impl Ports {
         self.outbound_line.as_ref().ok_or_else(|| {
             JobError::permanent("no outbound line configured (set OUTBOUND_PROVIDER and OUTBOUND_CALLER_ID)")
         })
+    }
+
+    pub fn reconcile_after(&self) -> Duration {
+        self.reconcile_after.unwrap_or(RECONCILE_AFTER)
     }
 
     pub fn now(&self) -> DateTime<Utc> {

@@ -9,9 +9,11 @@
 //! run that finds its attempt recorded without an outcome never dials: it
 //! waits for the attempt's deadline and gives it up. The reserved slot is freed
 //! by the call's terminal status webhook (its `calls` row takes the attempt's
-//! agent), here when the provider refuses the call or certainly did not take
-//! the request, or by the watchdog. A request whose outcome is unknown keeps both
-//! the attempt and the slot: the status webhook or the watchdog settles it.
+//! agent) or, when that is lost, by `reconcile-call` (enqueued with the placed
+//! call) from the provider's REST API; here when the provider refuses the call
+//! or certainly did not take the request; or by the watchdog. A request whose
+//! outcome is unknown keeps both the attempt and the slot: the status webhook
+//! or the watchdog settles it.
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -24,6 +26,7 @@ use crate::outbound::{CallStatus, Rules, ScheduledCall, Verdict};
 use crate::phone::mask_in_text;
 use crate::ports::{OutboundCall, OutboundLine, PortError};
 use crate::queue::{EnqueueOptions, Job, JobContext, JobError, RetryPolicy, enqueue_with};
+use crate::reconcile_call::ReconcileCall;
 use crate::route_call::LOOK_AGAIN_EVERY;
 use crate::routing;
 
@@ -197,6 +200,7 @@ impl RetryScheduledCall {
                     .bind(&placed.call_sid)
                     .execute(&mut *tx)
                     .await?;
+                ReconcileCall::enqueue(&mut tx, call.provider, &placed.call_sid, chrono::Utc::now()).await?;
                 tracing::info!(scheduled_call = %self.scheduled_call_id, attempt = self.attempt, call_sid = placed.call_sid, "call placed");
                 Ok(())
             }

@@ -28,6 +28,7 @@ use crate::outbound;
 use crate::phone::NumberPrefixes;
 use crate::ports::{OutboundCall, PortError, Provider};
 use crate::queue::{self, EnqueueOptions, Job, JobContext, JobError, RetryPolicy};
+use crate::reconcile_call::ReconcileCall;
 use crate::release_silent_agent::ReleaseSilentAgent;
 use crate::routing::{self, Department, ReservedAgent};
 
@@ -262,6 +263,7 @@ async fn route_waiting(
     if let Some(agent) = routing::reserve(conn, &call.department()?).await? {
         tracing::info!(call_sid = %call.call_sid, agent_id = agent.id, "agent reserved");
         ReleaseSilentAgent::enqueue(conn, call_id).await?;
+        ReconcileCall::enqueue(conn, call.provider, &call.call_sid, Utc::now()).await?;
         return match call.provider {
             Provider::Twilio => Ok(Next::Bridge(record_attempt(conn, call_id, agent).await?)),
             // Exotel dials the agent itself once the Connect endpoint answers with them.

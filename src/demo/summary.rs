@@ -70,7 +70,10 @@ pub struct Counts {
     pub follow_ups: i64,
     pub follow_ups_completed: i64,
     pub follow_up_attempts: i64,
+    /// Attempts that did not reach both sides (no answer, voicemail, the agent missed it).
     pub follow_up_attempts_unanswered: i64,
+    /// Agents' slots given back by `reconcile-call`: the final status was lost, the provider's REST API told it.
+    pub reconciled_slots: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -113,7 +116,9 @@ const COUNTS: &str = "SELECT
     (SELECT count(*) FROM scheduled_call_attempts a JOIN scheduled_calls c ON c.id = a.scheduled_call_id
         WHERE NOT c.context ? 'overflow_call_sid') AS follow_up_attempts,
     (SELECT count(*) FROM scheduled_call_attempts a JOIN scheduled_calls c ON c.id = a.scheduled_call_id
-        WHERE NOT c.context ? 'overflow_call_sid' AND a.outcome = 'no-answer') AS follow_up_attempts_unanswered";
+        WHERE NOT c.context ? 'overflow_call_sid' AND a.outcome NOT IN ('completed', 'canceled'))
+        AS follow_up_attempts_unanswered,
+    (SELECT count(*) FROM calls WHERE released_by_reconcile) AS reconciled_slots";
 
 const AGENTS: &str = "SELECT a.name, coalesce(d.name, '-') AS department, a.status,
         (SELECT count(*) FROM calls c WHERE c.agent_id = a.id AND c.direction = 'inbound') AS calls
@@ -183,7 +188,7 @@ impl Summary {
         let _ = writeln!(out, "  completed:            {}", c.follow_ups_completed);
         let _ = writeln!(
             out,
-            "  attempts:             {} ({} unanswered, called again)",
+            "  attempts:             {} ({} not answered by both sides, called again)",
             c.follow_up_attempts, c.follow_up_attempts_unanswered
         );
         let _ = writeln!(out, "\nAfter the call");
@@ -228,6 +233,11 @@ impl Summary {
             w.accepted,
             w.rejected,
             c.webhook_events
+        );
+        let _ = writeln!(
+            out,
+            "  agent slots given back by reconciliation (final status lost, asked the provider's API): {}",
+            c.reconciled_slots
         );
         let _ = writeln!(out, "\nJobs retried after a failure: {} (rate limits; see job_errors)", c.retried_runs);
         self.render_dead_jobs(&mut out, database_url);

@@ -2,31 +2,67 @@
 //! (`Calls/connect.json`), which rings the agent (`From`) first and the
 //! customer (`To`) once the agent answers, both seeing the ExoPhone
 //! (`CallerId`). The attempt id rides in `CustomField`; the terminal status
-//! comes back as JSON to the status callback. Calls are limited to
+//! comes back as JSON to the status callback; Call Details
+//! (`Calls/{sid}.json?details=true`) tell a call's status and legs when the
+//! callback is lost. Calls are limited to
 //! [`CALL_TIME_LIMIT`], which the outbound watchdog relies on. Requests go
 //! through the shared [`RestClient`].
 
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use switchboard_jobs::outbound::watchdog::CALL_TIME_LIMIT;
-use switchboard_jobs::ports::{OutboundCall, PlacedCall, PortError, PortFuture, Telephony};
+use switchboard_jobs::ports::{
+    CallDetails, LegDetails, OutboundCall, PlacedCall, PortError, PortFuture, Provider, Telephony,
+};
 
 use super::rest_client::RestClient;
 use crate::config::ExotelConfig;
 
 pub struct ExotelRest {
     rest: RestClient,
-    connect_url: String,
+    /// `.../v1/Accounts/{sid}/Calls`
+    calls_url: String,
 }
 
 impl ExotelRest {
     pub fn new(config: ExotelConfig) -> Self {
-        let connect_url = format!("{}/v1/Accounts/{}/Calls/connect.json", config.api_base, config.account_sid);
-        Self {
-            rest: RestClient::new("Exotel", config.api_key, config.api_token.expose_secret().to_owned(), exotel_error),
-            connect_url,
-        }
+        let calls_url = format!("{}/v1/Accounts/{}/Calls", config.api_base, config.account_sid);
+        let secret = config.api_token.expose_secret().to_owned();
+        Self { rest: RestClient::new("Exotel", config.api_key, secret, exotel_error), calls_url }
     }
+
+    /// Call Details with the legs (`Calls/{sid}.json?details=true`, telephony.md 3.3).
+    pub async fn call_details(&self, call_sid: &str) -> Result<CallDetails, PortError> {
+        let answer = self.rest.get(format!("{}/{call_sid}.json", self.calls_url), &[("details", "true")]).await?;
+        let call = &answer["Call"];
+        let status = call["Status"].as_str().ok_or_else(|| PortError::Transient {
+            message: "Exotel's Call Details have no Call.Status".into(),
+            retry_after: None,
+        })?;
+        let details = &call["Details"];
+        let leg = |name: &str| details[name].as_str().unwrap_or("null").to_owned();
+        let legs = if details.is_object() {
+            LegDetails::Connect {
+                agent: leg("Leg1Status"),
+                customer: leg("Leg2Status"),
+                customer_machine: call["AnsweredBy"].as_str().is_some_and(|by| by.eq_ignore_ascii_case("machine")),
+                conversation_secs: whole_seconds(&details["ConversationDuration"]),
+            }
+        } else {
+            LegDetails::Unknown
+        };
+        Ok(CallDetails {
+            status: status.to_owned(),
+            duration_secs: whole_seconds(&call["Duration"]),
+            legs,
+            recording_url: call["RecordingUrl"].as_str().filter(|url| !url.is_empty()).map(str::to_owned),
+        })
+    }
+}
+
+/// Exotel writes durations as numbers or as strings (`"17"`).
+fn whole_seconds(value: &Value) -> Option<i32> {
+    value.as_i64().or_else(|| value.as_str()?.trim().parse().ok()).and_then(|s| i32::try_from(s).ok())
 }
 
 /// Exotel's error body: `{"RestException": {"Status": 400, "Message": "..."}}`.
@@ -65,12 +101,16 @@ impl Telephony for ExotelRest {
     fn place_call<'a>(&'a self, call: &'a OutboundCall) -> PortFuture<'a, PlacedCall> {
         Box::pin(async move {
             let form = connect_form(call)?;
-            let created = self.rest.post_form(self.connect_url.clone(), &form).await?;
+            let created = self.rest.post_form(format!("{}/connect.json", self.calls_url), &form).await?;
             // Exotel took the request: the call may exist, whatever the body lacks.
             let call_sid = created["Call"]["Sid"].as_str().ok_or_else(|| PortError::OutcomeUnknown {
                 message: "Exotel accepted the call but its answer has no Call.Sid".into(),
             })?;
             Ok(PlacedCall { call_sid: call_sid.to_owned() })
         })
+    }
+
+    fn lookup_call<'a>(&'a self, _provider: Provider, call_sid: &'a str) -> PortFuture<'a, CallDetails> {
+        Box::pin(self.call_details(call_sid))
     }
 }

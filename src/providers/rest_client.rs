@@ -1,8 +1,8 @@
 //! What the providers' REST clients share: one HTTP client with timeouts, form
 //! POSTs with HTTP Basic auth, and failures classified by what retrying would
-//! do. A request that certainly never left (no connection could be made), a
-//! 429 or a 503 is transient, honouring `Retry-After` (read by
-//! [`crate::retry_after`], capped); one that may have
+//! do (form POSTs and GETs). A request that certainly never left (no
+//! connection could be made), a 429 or a 503 is transient, honouring
+//! `Retry-After` (read by [`crate::retry_after`], capped); one that may have
 //! reached the provider (a timeout or reset after sending, another 5xx, a 2xx
 //! whose JSON cannot be read) has an unknown outcome, since creating a call is
 //! not idempotent; any other 4xx is permanent and carries the provider's message.
@@ -35,12 +35,18 @@ impl RestClient {
 
     /// POSTs `form` to `url` and returns the JSON answer of a 2xx.
     pub async fn post_form(&self, url: String, form: &[(&str, String)]) -> Result<Value, PortError> {
+        self.send(self.http.post(url).form(form)).await
+    }
+
+    /// GETs `url` with `query` and returns the JSON answer of a 2xx.
+    pub async fn get(&self, url: String, query: &[(&str, &str)]) -> Result<Value, PortError> {
+        self.send(self.http.get(url).query(query)).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, PortError> {
         let provider = self.provider;
-        let response = self
-            .http
-            .post(url)
+        let response = request
             .basic_auth(&self.user, Some(&self.secret))
-            .form(form)
             .send()
             .await
             .map_err(|e| unsent_or_unknown(provider, e))?;

@@ -1,11 +1,11 @@
 //! One `Telephony` port over both providers: each call goes to the client of
 //! the provider it names (`OutboundCall.provider`); a provider that is not
-//! configured is a permanent error naming the variables to set. Redirecting a
-//! live call is Twilio's alone.
+//! configured is a permanent error naming the variables to set. A call is
+//! looked up at the provider named; redirecting a live call is Twilio's alone.
 
 use std::sync::Arc;
 
-use switchboard_jobs::ports::{OutboundCall, PlacedCall, PortError, PortFuture, Provider, Telephony};
+use switchboard_jobs::ports::{CallDetails, OutboundCall, PlacedCall, PortError, PortFuture, Provider, Telephony};
 
 #[derive(Default, Clone)]
 pub struct TelephonyRouter {
@@ -29,6 +29,13 @@ impl Telephony for TelephonyRouter {
     fn place_call<'a>(&'a self, call: &'a OutboundCall) -> PortFuture<'a, PlacedCall> {
         match self.client(call.provider) {
             Ok(client) => client.place_call(call),
+            Err(error) => Box::pin(async move { Err(error) }),
+        }
+    }
+
+    fn lookup_call<'a>(&'a self, provider: Provider, call_sid: &'a str) -> PortFuture<'a, CallDetails> {
+        match self.client(provider) {
+            Ok(client) => client.lookup_call(provider, call_sid),
             Err(error) => Box::pin(async move { Err(error) }),
         }
     }

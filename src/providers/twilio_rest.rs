@@ -9,7 +9,9 @@
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use switchboard_jobs::outbound::watchdog::CALL_TIME_LIMIT;
-use switchboard_jobs::ports::{OutboundCall, PlacedCall, PortError, PortFuture, Telephony};
+use switchboard_jobs::ports::{
+    CallDetails, LegDetails, OutboundCall, PlacedCall, PortError, PortFuture, Provider, Telephony,
+};
 
 use super::rest_client::RestClient;
 use super::twilio_legs::{DIAL_ACTION_PATH, MACHINE_DETECTION_PATH};
@@ -69,6 +71,14 @@ impl TwilioRest {
     }
 }
 
+/// A call resource's `field`, which Twilio always sends.
+fn text(call: &Value, field: &str) -> Result<String, PortError> {
+    call[field].as_str().map(str::to_owned).ok_or_else(|| PortError::Transient {
+        message: format!("Twilio's call resource has no {field}"),
+        retry_after: None,
+    })
+}
+
 /// Twilio's error body: `{"code": 21211, "message": "..."}`.
 fn twilio_error(body: &Value) -> String {
     format!(
@@ -111,6 +121,31 @@ impl Telephony for TwilioRest {
                 message: "Twilio accepted the call but its answer has no call sid".into(),
             })?;
             Ok(PlacedCall { call_sid: call_sid.to_owned() })
+        })
+    }
+
+    /// `Calls/{sid}.json`; once it completed, the leg its `<Dial>` placed
+    /// (`Calls.json?ParentCallSid=`), whose status is the agent's.
+    fn lookup_call<'a>(&'a self, _provider: Provider, call_sid: &'a str) -> PortFuture<'a, CallDetails> {
+        Box::pin(async move {
+            let call = self.rest.get(self.calls_url(&format!("/{call_sid}.json")), &[]).await?;
+            let status = text(&call, "status")?;
+            let agent = if status == "completed" {
+                let children = self.rest.get(self.calls_url(".json"), &[("ParentCallSid", call_sid)]).await?;
+                children["calls"].as_array().and_then(|legs| legs.first()).map(|leg| text(leg, "status")).transpose()?
+            } else {
+                None
+            };
+            let answered_by = call["answered_by"].as_str().unwrap_or_default();
+            Ok(CallDetails {
+                status,
+                duration_secs: call["duration"].as_str().and_then(|d| d.parse().ok()),
+                legs: LegDetails::Dialled {
+                    agent,
+                    machine: answered_by.starts_with("machine") || answered_by == "fax",
+                },
+                recording_url: None,
+            })
         })
     }
 

@@ -19,7 +19,6 @@ use switchboard_jobs::calls::{self, CallSeen, CallStatus, Direction, StatusUpdat
 use switchboard_jobs::outbound::callback;
 use switchboard_jobs::ports::Provider;
 
-use super::handoffs::{self, AttemptReport, RecordingFacts};
 use super::{RawEvent, department_for_number, queue_and_route, store_event};
 use crate::config::WebhookConfig;
 use crate::ivr::{self, Step};
@@ -28,6 +27,7 @@ use crate::providers::fields::Fields;
 use crate::web::limits::begin_webhook;
 use crate::web::request_log::masked_path;
 use crate::web::{ApiError, AppState};
+use switchboard_jobs::handoffs::{self, AttemptReport, RecordingFacts};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

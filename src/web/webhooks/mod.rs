@@ -6,7 +6,6 @@
 //! (the provider retries), never a 200 or a 500.
 
 mod exotel;
-mod handoffs;
 mod twilio;
 mod twilio_legs;
 

@@ -17,7 +17,6 @@ use switchboard_jobs::outbound::Report;
 use switchboard_jobs::ports::Provider;
 use switchboard_jobs::route_call::{self, LegStatus};
 
-use super::handoffs::{self, AttemptReport, RecordingFacts};
 use super::{RawEvent, department_for_number, queue_and_route, store_event};
 use crate::ivr::{self, Step};
 use crate::providers::fields::{self, Fields};
@@ -29,6 +28,7 @@ use crate::providers::twilio::{
 use crate::providers::twiml;
 use crate::web::limits::begin_webhook;
 use crate::web::{ApiError, AppState};
+use switchboard_jobs::handoffs::{self, AttemptReport, RecordingFacts};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -17,7 +17,6 @@ use switchboard_jobs::calls::{self, CallSeen, CallStatus, Direction};
 use switchboard_jobs::outbound::Report;
 use switchboard_jobs::ports::Provider;
 
-use super::handoffs::{self, AttemptReport};
 use super::store_event;
 use super::twilio::{authenticate, twiml_response};
 use crate::providers::fields::Fields;
@@ -28,6 +27,7 @@ use crate::providers::twilio_legs::{
 use crate::providers::twiml;
 use crate::web::limits::begin_webhook;
 use crate::web::{ApiError, AppState};
+use switchboard_jobs::handoffs::{self, AttemptReport};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -19,16 +19,16 @@ use crate::support::{TestApp, migrate, spawn_app_with};
 
 /// A follow-up placed through `provider`'s real client: the agent (on one
 /// other call) reserved, the provider asked once.
-struct Placed {
-    app: TestApp,
-    fake: FakeProviders,
-    call_id: Uuid,
-    agent: i64,
-    request: Received,
-    sid: String,
+pub(super) struct Placed {
+    pub app: TestApp,
+    pub fake: FakeProviders,
+    pub call_id: Uuid,
+    pub agent: i64,
+    pub request: Received,
+    pub sid: String,
 }
 
-async fn place(pool: &PgPool, provider: Provider) -> Placed {
+pub(super) async fn place(pool: &PgPool, provider: Provider) -> Placed {
     migrate(pool).await;
     let (agent, call) = agent_on_another_call(pool).await;
     let now = ist(2026, 11, 25, 11, 0);
@@ -43,7 +43,7 @@ async fn place(pool: &PgPool, provider: Provider) -> Placed {
 }
 
 impl Placed {
-    async fn twilio_status(&self, status: &str, sequence: i32) {
+    pub(super) async fn twilio_status(&self, status: &str, sequence: i32) {
         twilio_reports_in_sequence(&self.app, &self.request, &self.sid, status, sequence).await;
     }
 
@@ -69,7 +69,7 @@ impl Placed {
         assert_eq!(self.app.client.post(url).json(&body).send().await.unwrap().status(), 200);
     }
 
-    async fn outcome(&self, pool: &PgPool) -> Option<String> {
+    pub(super) async fn outcome(&self, pool: &PgPool) -> Option<String> {
         attempts(pool, self.call_id).await[0].outcome.clone()
     }
 

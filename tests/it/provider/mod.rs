@@ -3,4 +3,5 @@
 //! expired recording links refreshed.
 
 mod callback_shapes;
-mod leg_outcomes;
+pub(super) mod leg_outcomes;
+mod reconciliation;

@@ -1,12 +1,15 @@
 //! Twilio's and Exotel's REST APIs faked at the HTTP level on one loopback
 //! port: records every request; `To` numbers ending in 400 or 503 get those
-//! errors, in each provider's own error shape.
+//! errors, in each provider's own error shape. A GET is answered with what
+//! the test put at that path and query ([`FakeProviders::serve`]: a call
+//! resource, Call Details), else 404.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
 
@@ -27,6 +30,7 @@ impl Received {
 pub struct FakeProviders {
     pub base_url: String,
     received: Arc<Mutex<Vec<Received>>>,
+    resources: Arc<Mutex<HashMap<String, Value>>>,
 }
 
 impl FakeProviders {
@@ -34,12 +38,18 @@ impl FakeProviders {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let fake = Self { base_url: format!("http://{}", listener.local_addr().unwrap()), ..Self::default() };
         let app = Router::new()
-            .route("/2010-04-01/Accounts/{account}/Calls.json", post(create_call))
-            .route("/2010-04-01/Accounts/{account}/Calls/{sid}", post(update_call))
+            .route("/2010-04-01/Accounts/{account}/Calls.json", post(create_call).get(resource))
+            .route("/2010-04-01/Accounts/{account}/Calls/{sid}", post(update_call).get(resource))
             .route("/v1/Accounts/{account}/Calls/connect.json", post(connect_call))
+            .route("/v1/Accounts/{account}/Calls/{sid}", get(resource))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         fake
+    }
+
+    /// Answers GETs of `path_and_query` (exactly as the client sends it) with `body`.
+    pub fn serve(&self, path_and_query: &str, body: Value) {
+        self.resources.lock().unwrap().insert(path_and_query.to_owned(), body);
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -129,6 +139,18 @@ async fn update_call(
 ) -> Json<Value> {
     fake.record(format!("/2010-04-01/Accounts/{account}/Calls/{sid}"), &headers, form);
     Json(json!({"sid": sid.trim_end_matches(".json"), "status": "in-progress"}))
+}
+
+/// A GET: what the test put there, recorded with its path and query.
+async fn resource(State(fake): State<FakeProviders>, uri: Uri, headers: HeaderMap) -> (StatusCode, Json<Value>) {
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str()).to_owned();
+    fake.record(path_and_query.clone(), &headers, Vec::new());
+    match fake.resources.lock().unwrap().get(&path_and_query) {
+        Some(body) => (StatusCode::OK, Json(body.clone())),
+        None => {
+            (StatusCode::NOT_FOUND, Json(json!({"code": 20404, "message": "The requested resource was not found"})))
+        }
+    }
 }
 
 async fn connect_call(

@@ -1,11 +1,13 @@
-//! What inbound webhooks hand to work owned elsewhere, on the webhook's own
-//! transaction: a finished recording enqueues `fetch-recording`; what a
-//! provider reports about an outbound attempt feeds the scheduled call's next step.
+//! What a provider's report about a call hands to work owned elsewhere, on
+//! the reporter's own transaction (a webhook, or reconciliation through the
+//! provider's REST API): a finished recording enqueues `fetch-recording`;
+//! what a provider reports about an outbound attempt feeds the scheduled
+//! call's next step.
 
+use crate::fetch_recording::{self, RecordingRef};
+use crate::outbound::{self, Report};
+use crate::ports::Provider;
 use sqlx::PgConnection;
-use switchboard_jobs::fetch_recording::{self, RecordingRef};
-use switchboard_jobs::outbound::{self, Report};
-use switchboard_jobs::ports::Provider;
 
 /// A finished recording, as the provider reported it.
 #[derive(Debug, Clone)]
