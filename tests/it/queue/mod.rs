@@ -427,3 +427,40 @@ async fn a_failure_that_cannot_be_stored_at_once_still_waits_out_its_backoff(poo
         .unwrap();
     assert_eq!(outcome, "retry");
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_job_that_finds_the_handlers_pool_busy_waits_2s_without_spending_an_attempt(pool: PgPool) {
+    setup(&pool).await;
+    let handlers = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(200))
+        .connect_lazy_with(pool.connect_options().as_ref().clone());
+    let busy = handlers.acquire().await.unwrap();
+    let pools =
+        queue::QueuePools { handlers, queue: queue::queue_pool(pool.connect_options().as_ref().clone()), listen: None };
+    let workers = Workers::start_with_pools(pools, Registry::default().with::<Flaky>(), Ports::default());
+    let id = enqueue(&pool, &Flaky { key: "busy".into(), failures: 0 }).await;
+
+    let throttled = format!("SELECT count(*) FROM job_errors WHERE job_id = '{id}' AND outcome = 'throttled'");
+    wait_until(LONG, "two runs to find the handlers' pool busy", || async {
+        crate::support::count(&pool, &throttled).await >= 2
+    })
+    .await;
+    drop(busy);
+    wait_for_state(&pool, &id, "done").await;
+    workers.stop().await;
+
+    let (attempts, errors): (i32, Vec<(String, String)>) = (
+        sqlx::query_scalar("SELECT attempts FROM job_overview WHERE id = $1").bind(&id).fetch_one(&pool).await.unwrap(),
+        sqlx::query_as("SELECT outcome, message FROM job_errors WHERE job_id = $1")
+            .bind(&id)
+            .fetch_all(&pool)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(attempts, 1, "only the run that got a connection counts: {errors:?}");
+    assert!(
+        errors.iter().all(|(outcome, message)| outcome == "throttled" && message.contains("pool busy")),
+        "{errors:?}"
+    );
+}
