@@ -52,7 +52,7 @@ use std::time::Duration;
 
 mod secrets;
 
-use crate::providers::exotel::IpBlock;
+use crate::ip_block::IpBlock;
 use anyhow::{Context, anyhow};
 use secrecy::SecretString;
 use switchboard_jobs::phone::NumberPrefixes;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod crm;
 pub mod db;
 pub mod demo;
+pub mod ip_block;
 pub mod ivr;
 pub mod log_metrics;
 pub mod providers;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::analyze::{Insight, Timeline};
+use crate::insight::{Insight, Timeline};
 use crate::queue::{Job, JobContext, JobError, RetryPolicy};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,32 +8,9 @@ use sqlx::PgConnection;
 use crate::analyze::Analyze;
 use crate::create_lead::CreateLead;
 use crate::fetch_recording::FetchRecording;
+pub use crate::pipeline_settings::PipelineSettings;
 use crate::queue::{Job, enqueue};
 use crate::transcribe::Transcribe;
-
-/// Switches and thresholds of the chain (`AUTO_*`, `MIN_TRANSCRIBE_SECONDS`, `HOT_LEAD_SCORE`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PipelineSettings {
-    pub auto_transcribe: bool,
-    pub auto_analyze: bool,
-    pub auto_create_leads: bool,
-    /// Calls shorter than this are not transcribed (the transcript says why).
-    pub min_transcribe_seconds: u32,
-    /// A lead whose newest score reaches this is hot.
-    pub hot_lead_score: i32,
-}
-
-impl Default for PipelineSettings {
-    fn default() -> Self {
-        Self {
-            auto_transcribe: true,
-            auto_analyze: true,
-            auto_create_leads: true,
-            min_transcribe_seconds: 30,
-            hot_lead_score: 75,
-        }
-    }
-}
 
 /// Where a reprocess starts; every later step follows as usual.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -11,8 +11,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::queue::JobError;
-
 /// What a port call returns; boxed so ports can be trait objects.
 pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, PortError>> + Send + 'a>>;
 
@@ -30,18 +28,6 @@ pub enum PortError {
     /// it may repeat its effect, such as a second call.
     #[error("{message}")]
     OutcomeUnknown { message: String },
-}
-
-impl From<PortError> for JobError {
-    fn from(error: PortError) -> Self {
-        match error {
-            PortError::Transient { message, retry_after: Some(after) } => JobError::retry_after(message, after),
-            PortError::Transient { message, retry_after: None } => JobError::retry(message),
-            PortError::Permanent { message } => JobError::permanent(message),
-            // Callers whose request is not idempotent handle this case themselves.
-            PortError::OutcomeUnknown { message } => JobError::retry(message),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
@@ -243,7 +229,7 @@ pub struct Ports {
     /// `None` when no CRM is configured: leads stay in our database only.
     pub crm: Option<Arc<dyn CrmSink>>,
     /// Switches and thresholds of the after-call chain.
-    pub pipeline: crate::pipeline::PipelineSettings,
+    pub pipeline: crate::pipeline_settings::PipelineSettings,
     /// Where overflow callbacks may go (`CALLBACK_ALLOWED_PREFIXES`).
     pub callback_prefixes: crate::phone::NumberPrefixes,
     /// How long a call holding an agent's slot may go unheard of before its
@@ -257,17 +243,17 @@ pub const RECONCILE_AFTER: Duration = Duration::from_secs(3 * 60);
 
 impl Ports {
     /// The telephony port, or a permanent error saying it is not configured.
-    pub fn telephony(&self) -> Result<&dyn Telephony, JobError> {
+    pub fn telephony(&self) -> Result<&dyn Telephony, PortError> {
         self.telephony
             .as_deref()
-            .ok_or_else(|| JobError::permanent("no telephony provider configured (set TWILIO_* or EXOTEL_*)"))
+            .ok_or_else(|| unconfigured("no telephony provider configured (set TWILIO_* or EXOTEL_*)"))
     }
 
     /// The outbound line, or a permanent error saying it is not configured.
-    pub fn outbound_line(&self) -> Result<&OutboundLine, JobError> {
-        self.outbound_line.as_ref().ok_or_else(|| {
-            JobError::permanent("no outbound line configured (set OUTBOUND_PROVIDER and OUTBOUND_CALLER_ID)")
-        })
+    pub fn outbound_line(&self) -> Result<&OutboundLine, PortError> {
+        self.outbound_line
+            .as_ref()
+            .ok_or_else(|| unconfigured("no outbound line configured (set OUTBOUND_PROVIDER and OUTBOUND_CALLER_ID)"))
     }
 
     pub fn reconcile_after(&self) -> Duration {
@@ -278,19 +264,24 @@ impl Ports {
         self.clock.as_ref().map_or_else(Utc::now, |clock| clock.now())
     }
 
-    pub fn recordings(&self) -> Result<&dyn RecordingStore, JobError> {
-        self.recordings.as_deref().ok_or_else(|| JobError::permanent("no recording store configured"))
+    pub fn recordings(&self) -> Result<&dyn RecordingStore, PortError> {
+        self.recordings.as_deref().ok_or_else(|| unconfigured("no recording store configured"))
     }
 
-    pub fn recording_fetcher(&self) -> Result<&dyn RecordingFetcher, JobError> {
-        self.recording_fetcher.as_deref().ok_or_else(|| JobError::permanent("no recording fetcher configured"))
+    pub fn recording_fetcher(&self) -> Result<&dyn RecordingFetcher, PortError> {
+        self.recording_fetcher.as_deref().ok_or_else(|| unconfigured("no recording fetcher configured"))
     }
 
-    pub fn transcriber(&self) -> Result<&dyn Transcriber, JobError> {
-        self.transcriber.as_deref().ok_or_else(|| JobError::permanent("no transcriber configured (set OPENAI_API_KEY)"))
+    pub fn transcriber(&self) -> Result<&dyn Transcriber, PortError> {
+        self.transcriber.as_deref().ok_or_else(|| unconfigured("no transcriber configured (set OPENAI_API_KEY)"))
     }
 
-    pub fn analyzer(&self) -> Result<&dyn Analyzer, JobError> {
-        self.analyzer.as_deref().ok_or_else(|| JobError::permanent("no analyzer configured (set OPENAI_API_KEY)"))
+    pub fn analyzer(&self) -> Result<&dyn Analyzer, PortError> {
+        self.analyzer.as_deref().ok_or_else(|| unconfigured("no analyzer configured (set OPENAI_API_KEY)"))
     }
+}
+
+/// A port the process was started without: retrying cannot make it appear.
+fn unconfigured(message: &str) -> PortError {
+    PortError::Permanent { message: message.into() }
 }

@@ -15,57 +15,20 @@
 //! outcome is unknown keeps both the attempt and the slot: the status webhook
 //! or the watchdog settles it.
 
-use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+pub use crate::outbound::attempt::RetryScheduledCall;
 use crate::outbound::outcome::after_failed_attempt;
 use crate::outbound::reach::{Reach, reach};
 use crate::outbound::watchdog::{self, Unsettled};
 use crate::outbound::{CallStatus, Rules, ScheduledCall, Verdict};
 use crate::phone::mask_in_text;
 use crate::ports::{OutboundCall, OutboundLine, PortError};
-use crate::queue::{EnqueueOptions, Job, JobContext, JobError, RetryPolicy, enqueue_with};
+use crate::queue::{Job, JobContext, JobError, RetryPolicy};
 use crate::reconcile_call::ReconcileCall;
 use crate::route_call::LOOK_AGAIN_EVERY;
 use crate::routing;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RetryScheduledCall {
-    pub scheduled_call_id: Uuid,
-    /// Which attempt this job places (1-based).
-    pub attempt: i32,
-}
-
-impl RetryScheduledCall {
-    /// Enqueues this attempt to run at `at`, on the caller's transaction; the
-    /// same attempt of the same call is enqueued at most once.
-    pub async fn enqueue(
-        &self,
-        conn: &mut PgConnection,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<String>, sqlx::Error> {
-        self.enqueue_as(conn, at, format!("{}/{}", self.scheduled_call_id, self.attempt)).await
-    }
-
-    /// Enqueues this attempt's watchdog (this job again) to run at `at`, once.
-    async fn enqueue_watchdog(
-        &self,
-        conn: &mut PgConnection,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<String>, sqlx::Error> {
-        self.enqueue_as(conn, at, format!("{}/{}/watchdog", self.scheduled_call_id, self.attempt)).await
-    }
-
-    async fn enqueue_as(
-        &self,
-        conn: &mut PgConnection,
-        at: chrono::DateTime<chrono::Utc>,
-        dedupe_key: String,
-    ) -> Result<Option<String>, sqlx::Error> {
-        enqueue_with(conn, self, EnqueueOptions { run_at: Some(at), dedupe_key: Some(dedupe_key) }).await
-    }
-}
 
 impl Job for RetryScheduledCall {
     const KIND: &'static str = "retry-scheduled-call";

@@ -28,7 +28,7 @@ impl Script {
         self.turns.join(" ")
     }
 
-    /// The model's answer, valid against `analyze::Insight`.
+    /// The model's answer, valid against `insight::Insight`.
     pub fn insight(&self) -> Value {
         (self.insight)()
     }
@@ -303,7 +303,7 @@ pub static CATALOGUE: [Script; 9] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_jobs::analyze::Insight;
+    use switchboard_jobs::insight::Insight;
 
     #[test]
     fn every_scripted_answer_passes_the_analyzers_validation() {

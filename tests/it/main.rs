@@ -10,6 +10,7 @@ mod health;
 mod heroku;
 mod hostile;
 mod inbound;
+mod layering;
 mod outbound;
 mod processes;
 mod provider;

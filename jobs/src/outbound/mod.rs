@@ -6,6 +6,7 @@
 //! and the callback an overflowing inbound caller is promised ([`callback`]).
 //! The dialling itself is the `retry-scheduled-call` job.
 
+pub mod attempt;
 pub mod callback;
 pub mod contacts;
 pub mod outcome;

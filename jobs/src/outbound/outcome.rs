@@ -16,8 +16,8 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::attempt::RetryScheduledCall;
 use super::{CallStatus, Rules, ScheduledCall};
-use crate::retry_scheduled_call::RetryScheduledCall;
 
 /// What recording an outcome did.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::attempt::RetryScheduledCall;
 use super::{CallStatus, Rules};
 use crate::phone::PhoneNumber;
 use crate::queue::RetryPolicy;
-use crate::retry_scheduled_call::RetryScheduledCall;
 use crate::window::Purpose;
 
 /// Attempts per scheduled call unless the request says otherwise.

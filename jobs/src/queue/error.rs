@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::ports::PortError;
+
 /// The outcome of a handler that did not finish its work.
 #[derive(Debug)]
 pub enum JobError {
@@ -58,6 +60,18 @@ impl fmt::Display for JobError {
 }
 
 impl std::error::Error for JobError {}
+
+impl From<PortError> for JobError {
+    fn from(error: PortError) -> Self {
+        match error {
+            PortError::Transient { message, retry_after: Some(after) } => JobError::retry_after(message, after),
+            PortError::Transient { message, retry_after: None } => JobError::retry(message),
+            PortError::Permanent { message } => JobError::permanent(message),
+            // Callers whose request is not idempotent handle this case themselves.
+            PortError::OutcomeUnknown { message } => JobError::retry(message),
+        }
+    }
+}
 
 /// How long a job waits when the handlers' pool had no connection for it.
 const POOL_BUSY_WAIT: Duration = Duration::from_secs(2);

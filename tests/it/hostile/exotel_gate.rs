@@ -5,7 +5,7 @@
 
 use sqlx::PgPool;
 use switchboard::config::WebhookConfig;
-use switchboard::providers::exotel::IpBlock;
+use switchboard::ip_block::IpBlock;
 use switchboard_jobs::phone::NumberPrefixes;
 
 use crate::inbound::world::*;

@@ -131,7 +131,7 @@ async fn wrong_exotel_secret_is_403_and_stores_nothing(pool: PgPool) {
 async fn exotel_allow_list_refuses_other_addresses(pool: PgPool) {
     migrate(&pool).await;
     let allow = |block: &str| switchboard::config::WebhookConfig {
-        exotel_allowed_ips: vec![switchboard::providers::exotel::IpBlock::parse(block).unwrap()],
+        exotel_allowed_ips: vec![switchboard::ip_block::IpBlock::parse(block).unwrap()],
         ..webhooks()
     };
     let query = "CallSid=b6cfaf9ef5ad11e4b9ea0ed8c0fd5a3d&CallFrom=09876543210";
