@@ -21,7 +21,8 @@ use switchboard_jobs::ports::{Ports, RecordingStore};
 
 pub const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
 pub const AUTH_TOKEN: &str = "twilio-test-token";
-pub const CRM_SECRET: &str = "crm-test-secret";
+/// A Standard Webhooks secret: `whsec_` and 32 random bytes in base64.
+pub const CRM_SECRET: &str = "whsec_pEyBdIa0JHXFfFDPBJ9AYMZSLXHuqVD+3FhBO2z2RZo=";
 /// 0.15 and 0.60 US dollars per million tokens.
 pub const PRICES: TokenPrices = TokenPrices { input_micro_usd_per_mtok: 150_000, output_micro_usd_per_mtok: 600_000 };
 
@@ -82,12 +83,42 @@ pub fn chat_completion(content: Value, refusal: Value, finish_reason: &str) -> V
     })
 }
 
-/// One request the CRM receiver got.
+/// One request the CRM receiver got, with its Standard Webhooks headers.
 #[derive(Debug, Clone)]
 pub struct CrmDelivery {
+    /// `webhook-id`
     pub delivery_id: String,
+    /// `webhook-timestamp`
+    pub timestamp: String,
+    /// `webhook-signature`
     pub signature: String,
     pub body: Vec<u8>,
+}
+
+impl CrmDelivery {
+    /// Checked as a Standard Webhooks receiver does, by the specification and
+    /// not by our code: the timestamp within five minutes of `now` (Unix
+    /// seconds), and a `v1,` signature equal to the base64 HMAC-SHA256 of
+    /// `{webhook-id}.{webhook-timestamp}.{body}` keyed with the base64 after `whsec_`.
+    pub fn verify(&self, secret: &str, now: i64) -> Result<(), &'static str> {
+        use hmac::{Hmac, KeyInit, Mac};
+        let timestamp: i64 = self.timestamp.parse().map_err(|_| "webhook-timestamp is not a number")?;
+        if (now - timestamp).abs() > 5 * 60 {
+            return Err("webhook-timestamp is more than five minutes away: a replay");
+        }
+        let engine = base64::engine::general_purpose::STANDARD;
+        let key = engine.decode(secret.strip_prefix("whsec_").unwrap_or(secret)).unwrap();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+        mac.update(format!("{}.{}.", self.delivery_id, self.timestamp).as_bytes());
+        mac.update(&self.body);
+        let signed =
+            self.signature.split(' ').filter_map(|s| s.strip_prefix("v1,")).filter_map(|s| engine.decode(s).ok());
+        let mut signatures = signed.collect::<Vec<_>>().into_iter();
+        signatures
+            .any(|signature| mac.clone().verify_slice(&signature).is_ok())
+            .then_some(())
+            .ok_or("no signature matches")
+    }
 }
 
 struct Script {
@@ -215,7 +246,7 @@ impl Fakes {
         let fetcher =
             RecordingDownloader::new(Some(twilio), None, 100 * 1024 * 1024, timeout, Loopback::Allowed).unwrap();
         let openai = self.openai("whisper-1");
-        let crm = CrmWebhook::new(format!("{}/crm", self.base_url), CRM_SECRET.to_owned(), timeout).unwrap();
+        let crm = CrmWebhook::new(format!("{}/crm", self.base_url), CRM_SECRET, timeout).unwrap();
         Ports {
             recordings: Some(recordings),
             recording_fetcher: Some(Arc::new(fetcher)),
@@ -298,8 +329,9 @@ async fn crm(State(script): Shared, headers: HeaderMap, body: Bytes) -> Response
     let mut script = script.lock().unwrap();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     script.crm.push(CrmDelivery {
-        delivery_id: header("x-switchboard-delivery"),
-        signature: header("x-switchboard-signature"),
+        delivery_id: header("webhook-id"),
+        timestamp: header("webhook-timestamp"),
+        signature: header("webhook-signature"),
         body: body.to_vec(),
     });
     script.hit(Endpoint::Crm).unwrap_or_else(|| StatusCode::NO_CONTENT.into_response())

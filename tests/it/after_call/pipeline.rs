@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -281,9 +280,7 @@ async fn the_crm_sees_a_valid_signature_and_the_same_delivery_id_on_a_retry(pool
     assert_eq!(deliveries[0].delivery_id, deliveries[1].delivery_id);
     assert!(!deliveries[0].delivery_id.is_empty());
     for delivery in &deliveries {
-        let mut mac = Hmac::<Sha256>::new_from_slice(CRM_SECRET.as_bytes()).unwrap();
-        mac.update(&delivery.body);
-        assert_eq!(delivery.signature, format!("sha256={}", hex::encode(mac.finalize().into_bytes())));
+        assert_eq!(delivery.verify(CRM_SECRET, Utc::now().timestamp()), Ok(()));
         let lead: Value = serde_json::from_slice(&delivery.body).unwrap();
         assert_eq!(lead["phone"], CUSTOMER);
     }

@@ -2,6 +2,7 @@
 //! having a bad day, can send, and what must hold when they do.
 
 mod api;
+mod crm_push;
 mod exotel_gate;
 mod overload;
 mod recording_urls;

@@ -76,7 +76,8 @@ async fn waits_asked_by(base: &str) -> Vec<(&'static str, Option<Duration>)> {
     };
     let extraction = openai.extract(&request).await.unwrap_err();
 
-    let crm = CrmWebhook::new(format!("{base}/crm"), "secret".to_owned(), Duration::from_secs(5)).unwrap();
+    let crm =
+        CrmWebhook::new(format!("{base}/crm"), crate::after_call::fakes::CRM_SECRET, Duration::from_secs(5)).unwrap();
     let crm = crm.deliver("d1", &serde_json::json!({})).await.unwrap_err();
 
     vec![
