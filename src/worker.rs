@@ -36,6 +36,7 @@ pub async fn run(queues: &[String]) -> anyhow::Result<()> {
         listen: listen.then_some(direct),
     };
     db::log_budget(&database, handlers, QUEUE_POOL_CONNECTIONS + u32::from(listen));
+    db::refuse_plaintext(&database, &pools.handlers).await?;
     db::check_pooled_route(&database).await?;
     crate::log_metrics::spawn(pools.queue.clone())?;
     let ports = Ports {

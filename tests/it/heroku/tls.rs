@@ -1,7 +1,7 @@
 //! On a dyno TLS to the database is required: against a throwaway server that
 //! accepts only TLS (self-signed certificate, as Heroku Postgres) the web
-//! connects; against one without TLS it refuses to start, unless the URL
-//! says otherwise.
+//! connects; against one without TLS web and worker refuse to start, unless
+//! the URL says otherwise.
 
 use std::process::Command;
 use std::time::Duration;
@@ -80,20 +80,22 @@ async fn on_a_dyno_release_and_web_connect_to_a_database_that_accepts_only_tls()
 }
 
 #[tokio::test]
-async fn on_a_dyno_the_web_refuses_to_start_when_the_database_has_no_tls_unless_the_url_says_so() {
+async fn on_a_dyno_web_and_worker_refuse_to_start_when_the_database_has_no_tls_unless_the_url_says_so() {
     let server = ThrowawayPg::start();
     let slug = Slug::new();
 
-    let refused = tokio::time::timeout(
-        Duration::from_secs(30),
-        slug.dyno("web", &web_config(server.url(), free_port())).output(),
-    )
-    .await
-    .expect("the web exits instead of serving")
-    .unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("refused TLS") && stderr.contains("sslmode"), "{stderr}");
+    for process in ["web", "worker"] {
+        let refused = tokio::time::timeout(
+            Duration::from_secs(30),
+            slug.dyno(process, &web_config(server.url(), free_port())).output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("the {process} exits instead of running"))
+        .unwrap();
+        assert!(!refused.status.success(), "{process}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("refused TLS") && stderr.contains("sslmode"), "{process}: {stderr}");
+    }
 
     let port = free_port();
     let _web = slug.spawn("web", &web_config(format!("{}?sslmode=disable", server.url()), port));
