@@ -101,6 +101,13 @@ pub trait Telephony: Send + Sync {
         Box::pin(async { Err(PortError::Permanent { message: "this provider cannot look a call up".into() }) })
     }
 
+    /// Hangs up a live call (Twilio: `Status=completed`). Providers without
+    /// a documented way (Exotel's v1 API) refuse.
+    fn end_call<'a>(&'a self, provider: Provider, call_sid: &'a str) -> PortFuture<'a, ()> {
+        let _ = (provider, call_sid);
+        Box::pin(async { Err(PortError::Permanent { message: "this provider cannot end a live call".into() }) })
+    }
+
     /// Points a live call at new instructions (Twilio: the TwiML at `url`; a
     /// path is joined to our public base URL). Providers without it refuse.
     fn redirect_call<'a>(&'a self, call_sid: &'a str, url: &'a str) -> PortFuture<'a, ()> {

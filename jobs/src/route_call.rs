@@ -10,6 +10,11 @@
 //! StatusCallback URL, so the leg's statuses find the caller even when they
 //! beat Twilio's answer to us; the leg gets no `calls` row of its own.
 //!
+//! A caller who hangs up while Twilio places the agent's leg (between the
+//! committed attempt and Twilio's answer) leaves the call `abandoned`; the
+//! leg Twilio placed anyway is ended (`Telephony::end_call`), so the agent is
+//! not rung for nobody.
+//!
 //! Idempotent by the call's `routing_state`: a re-run that finds an attempt in
 //! flight (`reserved`) never dials again: it waits to hear from Twilio for up
 //! to [`BRIDGE_SILENCE_LIMIT`], then counts the attempt as missed and routes
@@ -337,17 +342,21 @@ async fn bridge(ctx: &JobContext, call_id: i64, call: &WaitingCall, attempt: Att
     let leg = agent_leg(call, &attempt)?;
     match ctx.ports.telephony()?.place_call(&leg).await {
         Ok(placed) => {
-            sqlx::query(
+            let wanted: Option<bool> = sqlx::query_scalar(
                 "UPDATE calls SET bridge_call_sid = $3,
                     routing_state = CASE WHEN routing_state = 'reserved' THEN 'bridged' ELSE routing_state END,
                     updated_at = now()
-                 WHERE id = $1 AND bridge_attempt_id = $2",
+                 WHERE id = $1 AND bridge_attempt_id = $2
+                 RETURNING routing_state <> 'abandoned' AND ended_at IS NULL",
             )
             .bind(call_id)
             .bind(attempt.id)
             .bind(&placed.call_sid)
-            .execute(&ctx.pool)
+            .fetch_optional(&ctx.pool)
             .await?;
+            if wanted != Some(true) {
+                end_unwanted_leg(ctx, call, &placed.call_sid).await;
+            }
             Ok(())
         }
         Err(PortError::OutcomeUnknown { message }) => {
@@ -362,6 +371,20 @@ async fn bridge(ctx: &JobContext, call_id: i64, call: &WaitingCall, attempt: Att
             give_up(ctx, call_id, attempt.id).await?;
             Err(not_placed.into())
         }
+    }
+}
+
+/// The caller hung up (or the attempt was given up) while Twilio was placing
+/// the agent's leg: the agent is not rung for nobody. A failure is only
+/// logged: the leg then finds the caller's queue empty and ends by itself.
+async fn end_unwanted_leg(ctx: &JobContext, call: &WaitingCall, leg_sid: &str) {
+    tracing::info!(call_sid = %call.call_sid, leg_sid, "the caller is gone: ending the agent's leg");
+    let ended = match ctx.ports.telephony() {
+        Ok(telephony) => telephony.end_call(call.provider, leg_sid).await.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = ended {
+        tracing::warn!(call_sid = %call.call_sid, leg_sid, error = crate::phone::mask_in_text(&error), "could not end the agent's leg");
     }
 }
 

@@ -4,7 +4,9 @@
 //! (`CallerId`). The attempt id rides in `CustomField`; the terminal status
 //! comes back as JSON to the status callback; Call Details
 //! (`Calls/{sid}.json?details=true`) tell a call's status and legs when the
-//! callback is lost. Calls are limited to
+//! callback is lost. Exotel's v1 API documents no way to end a live call, so
+//! `end_call` is refused (Connect dials the agent itself: no bridge gap to
+//! close). Calls are limited to
 //! [`CALL_TIME_LIMIT`], which the outbound watchdog relies on. Requests go
 //! through the shared [`RestClient`].
 

@@ -1,7 +1,8 @@
 //! One `Telephony` port over both providers: each call goes to the client of
 //! the provider it names (`OutboundCall.provider`); a provider that is not
 //! configured is a permanent error naming the variables to set. A call is
-//! looked up at the provider named; redirecting a live call is Twilio's alone.
+//! looked up or ended at the provider named; redirecting a live call is
+//! Twilio's alone.
 
 use std::sync::Arc;
 
@@ -36,6 +37,13 @@ impl Telephony for TelephonyRouter {
     fn lookup_call<'a>(&'a self, provider: Provider, call_sid: &'a str) -> PortFuture<'a, CallDetails> {
         match self.client(provider) {
             Ok(client) => client.lookup_call(provider, call_sid),
+            Err(error) => Box::pin(async move { Err(error) }),
+        }
+    }
+
+    fn end_call<'a>(&'a self, provider: Provider, call_sid: &'a str) -> PortFuture<'a, ()> {
+        match self.client(provider) {
+            Ok(client) => client.end_call(provider, call_sid),
             Err(error) => Box::pin(async move { Err(error) }),
         }
     }

@@ -1,7 +1,8 @@
 //! Twilio's REST API as our `Telephony` port: create calls (limited to
 //! [`CALL_TIME_LIMIT`], which the outbound watchdog relies on) and redirect
 //! live ones, through the shared [`RestClient`] (form POSTs, Basic auth,
-//! errors classified by what retrying would do). A call bridging an agent
+//! errors classified by what retrying would do); look calls up and end them
+//! (`Status=completed`). A call bridging an agent
 //! (an outbound follow-up) dials the agent once the customer answers, with a
 //! `<Dial action>` reporting the agent's leg, and (unless switched off)
 //! asynchronous answering-machine detection reporting who answered.
@@ -146,6 +147,13 @@ impl Telephony for TwilioRest {
                 },
                 recording_url: None,
             })
+        })
+    }
+
+    fn end_call<'a>(&'a self, _provider: Provider, call_sid: &'a str) -> PortFuture<'a, ()> {
+        Box::pin(async move {
+            let form = [("Status", "completed".to_owned())];
+            self.rest.post_form(self.calls_url(&format!("/{call_sid}.json")), &form).await.map(drop)
         })
     }
 

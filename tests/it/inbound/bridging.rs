@@ -199,7 +199,7 @@ async fn a_leg_twilio_certainly_did_not_take_gives_the_agent_back_at_once_and_th
 }
 
 #[sqlx::test(migrations = false)]
-async fn a_caller_who_hangs_up_while_their_agent_is_reserved_is_abandoned_not_bridged_or_routed_again(pool: PgPool) {
+async fn a_caller_who_hangs_up_while_their_agent_is_reserved_is_abandoned_and_the_agents_leg_ended(pool: PgPool) {
     migrate(&pool).await;
     let sales = department(&pool, "sales", "round_robin", Some(OUR_NUMBER), 60).await;
     let asha = agent(&pool, sales, "+14155550901", &[], 1).await;
@@ -213,7 +213,8 @@ async fn a_caller_who_hangs_up_while_their_agent_is_reserved_is_abandoned_not_br
 
     route(&pool, &ports, call_id).await.unwrap();
     let leg = twilio.created().remove(0);
-    leg_reports(&app, &leg.status_callback, &leg.leg_sid, "no-answer", "2").await;
+    assert_eq!(twilio.ended(), std::slice::from_ref(&leg.leg_sid), "the leg Twilio placed anyway is hung up");
+    leg_reports(&app, &leg.status_callback, &leg.leg_sid, "canceled", "2").await;
     route(&pool, &ports, call_id).await.unwrap();
 
     let abandoned = routing(&pool, &sid).await;

@@ -1,12 +1,13 @@
 //! Twilio's create-call API faked over HTTP for the races around a bridge:
 //! before answering a request, the fake runs the test's step for it (what
 //! Twilio or the world does meanwhile: deliver the new leg's first status,
-//! the caller hanging up, the job running again), then answers with the leg's sid.
+//! the caller hanging up, the job running again), then answers with the leg's
+//! sid. Updates of a call (`Calls/{sid}.json`, e.g. `Status=completed`) are recorded.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Form, Json, Router};
@@ -33,6 +34,8 @@ pub struct ScriptedTwilio {
     created: Arc<Mutex<Vec<Created>>>,
     /// One step per request, in order; requests beyond them are answered at once.
     steps: Arc<Mutex<VecDeque<Step>>>,
+    /// The calls updated with `Status=completed` (hung up), in order.
+    ended: Arc<Mutex<Vec<String>>>,
 }
 
 impl ScriptedTwilio {
@@ -41,6 +44,7 @@ impl ScriptedTwilio {
         let fake = Self { base_url: format!("http://{}", listener.local_addr().unwrap()), ..Self::default() };
         let app = Router::new()
             .route("/2010-04-01/Accounts/{account}/Calls.json", post(create_call))
+            .route("/2010-04-01/Accounts/{account}/Calls/{file}", post(update_call))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         fake
@@ -54,6 +58,23 @@ impl ScriptedTwilio {
     pub fn created(&self) -> Vec<Created> {
         self.created.lock().unwrap().clone()
     }
+
+    /// The calls updated with `Status=completed` (hung up), in order.
+    pub fn ended(&self) -> Vec<String> {
+        self.ended.lock().unwrap().clone()
+    }
+}
+
+async fn update_call(
+    State(fake): State<ScriptedTwilio>,
+    Path((_, file)): Path<(String, String)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Json<Value> {
+    let sid = file.trim_end_matches(".json").to_owned();
+    if form.iter().any(|(k, v)| k == "Status" && v == "completed") {
+        fake.ended.lock().unwrap().push(sid.clone());
+    }
+    Json(json!({"sid": sid, "status": "completed"}))
 }
 
 async fn create_call(

@@ -147,6 +147,25 @@ async fn router_refuses_a_provider_that_is_not_configured_naming_its_variables()
     );
 }
 
+#[tokio::test]
+async fn ending_a_call_is_twilios_status_completed_and_refused_by_exotel() {
+    let fake = FakeProviders::start().await;
+    let router = TelephonyRouter {
+        twilio: Some(Arc::new(TwilioRest::new(twilio_config(&fake.base_url)))),
+        exotel: Some(Arc::new(ExotelRest::new(exotel_config(&fake.base_url)))),
+    };
+    let leg = "CA0123456789abcdef0123456789abcdef";
+
+    router.end_call(Provider::Twilio, leg).await.expect("Twilio ends the call");
+    let exotel = router.end_call(Provider::Exotel, "b6cfaf9ef5ad11e4b9ea0ed8c0fd5a3d").await.unwrap_err();
+
+    let [request] = fake.received().try_into().expect("one request, to Twilio");
+    assert_eq!(request.path, format!("/2010-04-01/Accounts/ACtest/Calls/{leg}.json"));
+    assert_eq!((request.get("Status"), request.form.len()), (Some("completed"), 1));
+    assert!(request.authorization.is_some_and(|auth| auth.starts_with("Basic ")));
+    assert!(matches!(exotel, PortError::Permanent { .. }), "{exotel:?}");
+}
+
 /// A provider API that reads each request in full, counts it, then writes
 /// `answer` as is (nothing, or a broken HTTP response) and hangs up.
 pub struct RawProvider {
