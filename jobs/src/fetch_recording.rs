@@ -29,7 +29,7 @@ pub struct RecordingRef {
 }
 
 /// Records `recording` (a repeat fills in what was missing) and enqueues its
-/// `fetch-recording` job on `conn`, deduped by recording sid. Returns the job
+/// `fetch-recording` job on `conn`, deduped by provider and recording sid. Returns the job
 /// id, or `None` when the recording was announced before. The call's time is
 /// its first webhook when we saw the call, else now.
 pub async fn request_fetch(conn: &mut PgConnection, recording: &RecordingRef) -> Result<Option<String>, sqlx::Error> {
@@ -37,7 +37,7 @@ pub async fn request_fetch(conn: &mut PgConnection, recording: &RecordingRef) ->
         "INSERT INTO recordings (provider, call_sid, recording_sid, source_url, duration_seconds, customer_phone, called_at)
          VALUES ($1, $2, $3, $4, $5, $6, coalesce(
             (SELECT c.created_at FROM calls c WHERE c.provider = $1::text AND c.call_sid = $2), now()))
-         ON CONFLICT (recording_sid) DO UPDATE SET
+         ON CONFLICT (provider, recording_sid) DO UPDATE SET
             duration_seconds = COALESCE(recordings.duration_seconds, EXCLUDED.duration_seconds),
             customer_phone = COALESCE(recordings.customer_phone, EXCLUDED.customer_phone)
          RETURNING id",
@@ -50,7 +50,8 @@ pub async fn request_fetch(conn: &mut PgConnection, recording: &RecordingRef) ->
     .bind(&recording.customer_phone)
     .fetch_one(&mut *conn)
     .await?;
-    let dedupe = EnqueueOptions::deduped(format!("recording:{}", recording.recording_sid));
+    let dedupe =
+        EnqueueOptions::deduped(format!("recording:{}:{}", recording.provider.as_str(), recording.recording_sid));
     enqueue_with(conn, &FetchRecording { recording_id }, dedupe).await
 }
 
@@ -63,11 +64,7 @@ pub fn storage_key(provider: Provider, call_sid: &str, recording_sid: &str, exte
             return Err(format!("{what} {value:?} is not a plain token; refusing to build a storage key from it"));
         }
     }
-    let provider = match provider {
-        Provider::Twilio => "twilio",
-        Provider::Exotel => "exotel",
-    };
-    Ok(format!("{provider}/{call_sid}/{recording_sid}.{extension}"))
+    Ok(format!("{}/{call_sid}/{recording_sid}.{extension}", provider.as_str()))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

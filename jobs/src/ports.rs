@@ -38,6 +38,16 @@ pub enum Provider {
     Exotel,
 }
 
+impl Provider {
+    /// As stored and as in URLs: `twilio`, `exotel`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Twilio => "twilio",
+            Self::Exotel => "exotel",
+        }
+    }
+}
+
 /// A call for the provider to place: `to`, bridged to `from` (the agent)
 /// when given, both seeing `caller_id`, so neither sees the other's number.
 /// Exotel Connect dials `from` first, then `to`. Twilio dials `to` and runs

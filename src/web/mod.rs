@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod call_key;
 pub mod call_outcome;
 mod calling_policy_api;
 mod console;

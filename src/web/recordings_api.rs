@@ -11,8 +11,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use switchboard_jobs::pipeline::{self, Step};
+use switchboard_jobs::ports::Provider;
 use tokio::io::AsyncReadExt;
 
+use super::call_key::{self, Which};
 use super::{ApiError, AppState, Params};
 use crate::storage::Retrieval;
 
@@ -20,12 +22,18 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/calls/{sid}/recording", get(recording)).route("/calls/{sid}/reprocess", post(reprocess))
 }
 
-#[utoipa::path(get, path = "/api/calls/{sid}/recording", operation_id = "get_calls_sid_recording", tag = "calls", params(("sid" = String, Path, description = "the provider's call sid")), responses((status = 200, description = "the audio", content_type = "audio/*", body = Vec<u8>), (status = 307, description = "to a presigned URL of the audio"), (status = 500, description = "no recording storage is configured", body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
-pub(crate) async fn recording(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/api/calls/{sid}/recording", operation_id = "get_calls_sid_recording", tag = "calls", params(("sid" = String, Path, description = "the provider's call sid"), crate::web::call_key::Which), responses((status = 200, description = "the audio", content_type = "audio/*", body = Vec<u8>), (status = 307, description = "to a presigned URL of the audio"), (status = 500, description = "no recording storage is configured", body = crate::web::openapi::ErrorBody), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+pub(crate) async fn recording(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    Params(which): Params<Which>,
+) -> Result<Response, ApiError> {
+    let provider = call_key::resolve(&state.pool, &sid, &which).await?;
     let stored: Option<(String, String)> = sqlx::query_as(
         "SELECT storage_key, content_type FROM recordings
-         WHERE call_sid = $1 AND status = 'stored' ORDER BY id DESC LIMIT 1",
+         WHERE provider = $1 AND call_sid = $2 AND status = 'stored' ORDER BY id DESC LIMIT 1",
     )
+    .bind(provider)
     .bind(&sid)
     .fetch_optional(&state.pool)
     .await?;
@@ -61,6 +69,9 @@ fn chunks(file: tokio::fs::File) -> impl futures::Stream<Item = std::io::Result<
 #[into_params(parameter_in = Query)]
 struct ReprocessFrom {
     from: Option<String>,
+    /// `twilio` or `exotel`: whose call `{sid}` is, when both have one.
+    #[param(value_type = Option<String>)]
+    provider: Option<Provider>,
 }
 
 impl ReprocessFrom {
@@ -79,8 +90,9 @@ async fn reprocess(
     Params(query): Params<ReprocessFrom>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let from = query.step()?;
+    let provider = call_key::resolve(&state.pool, &sid, &Which { provider: query.provider }).await?;
     let mut tx = state.pool.begin().await?;
-    let enqueued = pipeline::reprocess(&mut tx, &sid, from).await?;
+    let enqueued = pipeline::reprocess(&mut tx, provider, &sid, from).await?;
     tx.commit().await?;
     if enqueued == 0 {
         return Err(ApiError::NotFound(format!("anything to reprocess for call {sid} from {from:?}")));

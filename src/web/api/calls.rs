@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::check;
+use crate::web::call_key::{self, Which};
 use crate::web::{ApiError, AppState, Params};
 
 pub fn routes() -> Router<AppState> {
@@ -132,11 +133,17 @@ struct CallWithEvents {
     outcome: serde_json::Map<String, serde_json::Value>,
 }
 
-#[utoipa::path(get, path = "/api/calls/{sid}", operation_id = "get_calls_sid", tag = "calls", params(("sid" = String, Path, description = "the provider's call sid")), responses((status = 200, body = CallWithEvents, description = "the call, its webhook events, and its recordings, transcripts, insights and lead"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
-async fn read(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Json<CallWithEvents>, ApiError> {
+#[utoipa::path(get, path = "/api/calls/{sid}", operation_id = "get_calls_sid", tag = "calls", params(("sid" = String, Path, description = "the provider's call sid"), crate::web::call_key::Which), responses((status = 200, body = CallWithEvents, description = "the call, its webhook events, and its recordings, transcripts, insights and lead"), crate::web::openapi::Refusals, crate::web::openapi::Missing))]
+async fn read(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    Params(which): Params<Which>,
+) -> Result<Json<CallWithEvents>, ApiError> {
+    let provider = call_key::resolve(&state.pool, &sid, &which).await?;
     let call: Call = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM calls WHERE call_sid = $1 ORDER BY id LIMIT 1"
+        "SELECT {COLUMNS} FROM calls WHERE provider = $1 AND call_sid = $2"
     )))
+    .bind(provider)
     .bind(&sid)
     .fetch_optional(&state.pool)
     .await?
@@ -148,7 +155,7 @@ async fn read(State(state): State<AppState>, Path(sid): Path<String>) -> Result<
     .bind(&sid)
     .fetch_all(&state.pool)
     .await?;
-    let outcome = match crate::web::call_outcome::for_call(&state.pool, &sid).await? {
+    let outcome = match crate::web::call_outcome::for_call(&state.pool, provider, &sid).await? {
         serde_json::Value::Object(outcome) => without_source_urls(outcome),
         _ => serde_json::Map::new(),
     };

@@ -14,6 +14,7 @@ use switchboard_jobs::phone::mask;
 use super::charts;
 use super::layout::{masked, page, time};
 use super::session::Operator;
+use crate::web::call_key::{self, Which};
 use crate::web::{ApiError, AppState};
 
 #[derive(sqlx::FromRow)]
@@ -34,9 +35,13 @@ struct CallRow {
 
 const CALLS: &str = "SELECT c.call_sid, c.provider, c.direction, c.from_number, c.to_number, c.status, a.name AS agent,
         c.duration_secs, c.created_at,
-        EXISTS (SELECT 1 FROM recordings r WHERE r.call_sid = c.call_sid AND r.status = 'stored') AS recorded,
-        EXISTS (SELECT 1 FROM transcripts t WHERE t.call_sid = c.call_sid AND t.status = 'transcribed') AS transcribed,
-        (SELECT lc.lead_id FROM lead_calls lc WHERE lc.call_sid = c.call_sid LIMIT 1) AS lead_id
+        EXISTS (SELECT 1 FROM recordings r WHERE r.provider = c.provider AND r.call_sid = c.call_sid
+                AND r.status = 'stored') AS recorded,
+        EXISTS (SELECT 1 FROM transcripts t JOIN recordings r ON r.id = t.recording_id
+                WHERE r.provider = c.provider AND r.call_sid = c.call_sid AND t.status = 'transcribed') AS transcribed,
+        (SELECT lc.lead_id FROM lead_calls lc JOIN insights i ON i.id = lc.insight_id
+                JOIN transcripts t ON t.id = i.transcript_id JOIN recordings r ON r.id = t.recording_id
+                WHERE r.provider = c.provider AND r.call_sid = c.call_sid LIMIT 1) AS lead_id
     FROM calls c LEFT JOIN agents a ON a.id = c.agent_id";
 
 #[derive(Deserialize)]
@@ -94,10 +99,10 @@ pub async fn list(
                 @for c in &calls {
                     tr {
                         td { (time(Some(c.created_at))) }
-                        td { a href=(format!("/console/calls/{}", c.call_sid)) { (c.call_sid) } br; span.muted { (c.provider) } }
+                        td { a href=(c.page()) { (c.call_sid) } br; span.muted { (c.provider) } }
                         td { (c.direction) }
-                        td { (number(&c.call_sid, "from", c.from_number.as_deref())) }
-                        td { (number(&c.call_sid, "to", c.to_number.as_deref())) }
+                        td { (number(c, "from", c.from_number.as_deref())) }
+                        td { (number(c, "to", c.to_number.as_deref())) }
                         td { (c.status) }
                         td { (c.agent.as_deref().unwrap_or("-")) }
                         td.n { (c.duration_secs.map_or("-".to_owned(), |d| format!("{d} s"))) }
@@ -113,14 +118,22 @@ pub async fn list(
     ))
 }
 
-/// A masked number with a button that asks for it in full.
-fn number(call_sid: &str, field: &str, value: Option<&str>) -> Markup {
+impl CallRow {
+    /// The call's page, by provider and sid.
+    fn page(&self) -> String {
+        format!("/console/calls/{}?provider={}", self.call_sid, self.provider)
+    }
+}
+
+/// A masked number of `call` with a button that asks for it in full.
+fn number(call: &CallRow, field: &str, value: Option<&str>) -> Markup {
+    let (sid, provider) = (&call.call_sid, &call.provider);
     match value {
         None => html! { "-" },
         Some(value) => html! {
             span.number {
                 (mask(value)) " "
-                button.act hx-get=(format!("/console/calls/{call_sid}/reveal/{field}")) hx-target="closest .number" hx-swap="outerHTML"
+                button.act hx-get=(format!("/console/calls/{sid}/reveal/{field}?provider={provider}")) hx-target="closest .number" hx-swap="outerHTML"
                     title="Show the full number (logged)" { "reveal" }
             }
         },
@@ -130,15 +143,18 @@ fn number(call_sid: &str, field: &str, value: Option<&str>) -> Markup {
 pub async fn reveal(
     State(state): State<AppState>,
     Path((sid, field)): Path<(String, String)>,
+    Query(which): Query<Which>,
 ) -> Result<Markup, ApiError> {
+    let provider = call_key::resolve(&state.pool, &sid, &which).await?;
     let column = match field.as_str() {
         "from" => "from_number",
         "to" => "to_number",
         _ => return Err(ApiError::NotFound(format!("number {field}"))),
     };
     let number: Option<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT {column} FROM calls WHERE call_sid = $1 ORDER BY id LIMIT 1"
+        "SELECT {column} FROM calls WHERE provider = $1 AND call_sid = $2"
     )))
+    .bind(provider)
     .bind(&sid)
     .fetch_optional(&state.pool)
     .await?;
@@ -151,13 +167,16 @@ pub async fn detail(
     State(state): State<AppState>,
     Extension(operator): Extension<Operator>,
     Path(sid): Path<String>,
+    Query(which): Query<Which>,
 ) -> Result<Markup, ApiError> {
+    let provider = call_key::resolve(&state.pool, &sid, &which).await?;
     let call: Option<CallRow> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("{CALLS} WHERE c.call_sid = $1 ORDER BY c.id LIMIT 1")))
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{CALLS} WHERE c.provider = $1 AND c.call_sid = $2")))
+            .bind(provider)
             .bind(&sid)
             .fetch_optional(&state.pool)
             .await?;
-    let outcome = crate::web::call_outcome::for_call(&state.pool, &sid).await?;
+    let outcome = crate::web::call_outcome::for_call(&state.pool, provider, &sid).await?;
     let recordings = outcome["recordings"].as_array().cloned().unwrap_or_default();
     if call.is_none() && recordings.is_empty() {
         return Err(ApiError::NotFound(format!("call {sid}")));
@@ -176,15 +195,15 @@ pub async fn detail(
                     tr { th { "when" } td { (time(Some(c.created_at))) } }
                     tr { th { "provider" } td { (c.provider) " · " (c.direction) } }
                     tr { th { "status" } td { (c.status) } }
-                    tr { th { "from" } td { (number(&sid, "from", c.from_number.as_deref())) } }
-                    tr { th { "to" } td { (number(&sid, "to", c.to_number.as_deref())) } }
+                    tr { th { "from" } td { (number(c, "from", c.from_number.as_deref())) } }
+                    tr { th { "to" } td { (number(c, "to", c.to_number.as_deref())) } }
                     tr { th { "agent" } td { (c.agent.as_deref().unwrap_or("-")) } }
                     tr { th { "duration" } td { (c.duration_secs.map_or("-".to_owned(), |d| format!("{d} s"))) } }
                 }
             }
             h2 { "Recording" }
             @if stored {
-                audio #recording controls preload="metadata" src=(format!("/console/calls/{sid}/recording")) {}
+                audio #recording controls preload="metadata" src=(format!("/console/calls/{sid}/recording?provider={}", provider.as_str())) {}
             } @else { p.muted { "No stored recording." } }
             h2 { "Transcript" }
             @for t in &transcripts {

@@ -183,7 +183,7 @@ async fn reprocessing_from_analyze_replaces_the_insight_and_keeps_one_lead(pool:
     announce(&pool, &world.fakes, "CA0105", 95, CUSTOMER).await;
     wait_for_count(&pool, "lead_calls", 1).await;
 
-    let outcome = call_outcome::for_call(&pool, "CA0105").await.unwrap();
+    let outcome = call_outcome::for_call(&pool, switchboard_jobs::ports::Provider::Twilio, "CA0105").await.unwrap();
     assert_eq!(outcome["recordings"][0]["status"], "stored");
     assert_eq!(outcome["transcripts"][0]["status"], "transcribed");
     assert_eq!(outcome["insights"][0]["lead_score"], 82);

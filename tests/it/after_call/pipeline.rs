@@ -476,7 +476,7 @@ async fn reprocessing_from_the_start_fetches_again_and_keeps_one_lead(pool: PgPo
     wait_for_count(&pool, "lead_calls WHERE crm_delivered_at IS NOT NULL", 1).await;
 
     let mut tx = pool.begin().await.unwrap();
-    let enqueued = reprocess(&mut tx, "CA0015", Default::default()).await.unwrap();
+    let enqueued = reprocess(&mut tx, Provider::Twilio, "CA0015", Default::default()).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(enqueued, 1);
     wait_until_crm_told(&world, 2).await;
@@ -529,7 +529,7 @@ async fn an_exotel_recording_is_fetched_from_its_url_as_given(pool: PgPool) {
 
 async fn reprocess_call(pool: &PgPool, call_sid: &str, from: Step) {
     let mut tx = pool.begin().await.unwrap();
-    assert_eq!(reprocess(&mut tx, call_sid, from).await.unwrap(), 1);
+    assert_eq!(reprocess(&mut tx, Provider::Twilio, call_sid, from).await.unwrap(), 1);
     tx.commit().await.unwrap();
 }
 

@@ -8,4 +8,5 @@ mod overload;
 mod recording_urls;
 mod retry_after;
 mod settings;
+mod sids_by_provider;
 mod webhooks;
