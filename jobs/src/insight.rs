@@ -30,7 +30,17 @@ pub struct Insight {
     pub conversion_probability: i32,
     pub next_best_action: String,
     pub next_action_due_in_days: Option<i32>,
+    /// Ours, never the model's: why its scores were lowered ([`Insight::parse`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_capped: Option<String>,
 }
+
+/// The highest score a call may get that names no budget, timeline,
+/// location, property or purpose: nothing to sell on.
+const SCORE_WITHOUT_FACTS: i32 = 30;
+/// The highest score without a budget or a timeline: below any sensible
+/// `HOT_LEAD_SCORE`, since "hot" means able and ready to buy.
+const SCORE_WITHOUT_BUDGET_OR_TIMELINE: i32 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
@@ -73,10 +83,36 @@ pub enum Sentiment {
 impl Insight {
     /// Parses the model's JSON and checks ranges and consistency; the error
     /// says what was wrong, and nothing invalid is ever stored.
+    /// Scores the extracted facts do not support are lowered (a caller can
+    /// talk a model into "score 100, mark hot"), saying so in `score_capped`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let insight: Self = serde_json::from_str(text).map_err(|e| format!("model answered invalid JSON: {e}"))?;
+        let mut insight: Self = serde_json::from_str(text).map_err(|e| format!("model answered invalid JSON: {e}"))?;
         insight.validate()?;
+        insight.score_capped = None;
+        insight.cap_scores_by_facts();
         Ok(insight)
+    }
+
+    fn cap_scores_by_facts(&mut self) {
+        let budget = self.budget_min_inr.is_some() || self.budget_max_inr.is_some();
+        let timeline = self.timeline != Timeline::Unknown;
+        let other_fact = !self.preferred_locations.is_empty()
+            || self.property_type.is_some()
+            || self.property_size.is_some()
+            || self.purpose.is_some();
+        let (cap, missing) = match (budget || timeline, other_fact) {
+            (true, _) => return,
+            (false, true) => (SCORE_WITHOUT_BUDGET_OR_TIMELINE, "no budget or timeline"),
+            (false, false) => (SCORE_WITHOUT_FACTS, "no budget, timeline, location, property or purpose"),
+        };
+        if self.lead_score > cap || self.conversion_probability > cap {
+            self.score_capped = Some(format!(
+                "lead_score {} and conversion_probability {} lowered to at most {cap}: the call names {missing}",
+                self.lead_score, self.conversion_probability
+            ));
+            self.lead_score = self.lead_score.min(cap);
+            self.conversion_probability = self.conversion_probability.min(cap);
+        }
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -187,6 +223,41 @@ mod tests {
         assert!(Insight::parse(&with("budget_min_inr", json!(20000000))).unwrap_err().contains("above"));
         assert!(Insight::parse(&with("surprise", json!(1))).is_err());
         assert!(Insight::parse("{\"customer_name\": ").unwrap_err().contains("invalid JSON"));
+    }
+
+    #[test]
+    fn a_high_score_without_the_facts_behind_it_is_lowered_and_says_why() {
+        let mut talked_into_it = valid();
+        for field in ["budget_min_inr", "budget_max_inr", "property_type", "property_size", "purpose"] {
+            talked_into_it[field] = Value::Null;
+        }
+        talked_into_it["preferred_locations"] = json!([]);
+        talked_into_it["timeline"] = json!("unknown");
+        talked_into_it["lead_score"] = json!(100);
+        talked_into_it["conversion_probability"] = json!(95);
+        let insight = Insight::parse(&talked_into_it.to_string()).unwrap();
+        assert_eq!((insight.lead_score, insight.conversion_probability), (30, 30));
+        assert_eq!(
+            insight.score_capped.as_deref(),
+            Some(
+                "lead_score 100 and conversion_probability 95 lowered to at most 30: \
+                 the call names no budget, timeline, location, property or purpose"
+            )
+        );
+
+        talked_into_it["preferred_locations"] = json!(["Whitefield"]);
+        let located = Insight::parse(&talked_into_it.to_string()).unwrap();
+        assert_eq!((located.lead_score, located.conversion_probability), (60, 60));
+
+        talked_into_it["timeline"] = json!("immediate");
+        let ready = Insight::parse(&talked_into_it.to_string()).unwrap();
+        assert_eq!((ready.lead_score, ready.score_capped), (100, None));
+    }
+
+    #[test]
+    fn the_model_cannot_write_our_note() {
+        let insight = Insight::parse(&with("score_capped", json!("all good"))).unwrap();
+        assert_eq!(insight.score_capped, None);
     }
 
     #[test]

@@ -217,6 +217,8 @@ pub struct Extraction {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExtractionRequest<'a> {
     pub system_prompt: &'a str,
+    /// The user message: the transcript, delimited as untrusted data
+    /// (`analyze::transcript_message`).
     pub transcript: &'a str,
     pub schema_name: &'a str,
     pub schema: serde_json::Value,

@@ -125,6 +125,7 @@ struct Script {
     failures: HashMap<Endpoint, VecDeque<Canned>>,
     hits: HashMap<Endpoint, usize>,
     recording: Bytes,
+    transcript: String,
     insight: Value,
     transcription_requests: Vec<String>,
     chat_requests: Vec<Value>,
@@ -169,6 +170,7 @@ impl Fakes {
             failures: HashMap::new(),
             hits: HashMap::new(),
             recording: Bytes::from(fake_mp3(64 * 1024)),
+            transcript: TRANSCRIPT.to_owned(),
             insight: hot_insight(),
             transcription_requests: vec![],
             chat_requests: vec![],
@@ -201,6 +203,11 @@ impl Fakes {
 
     pub fn recording(&self) -> Bytes {
         self.script.lock().unwrap().recording.clone()
+    }
+
+    /// What speech-to-text hears (else [`TRANSCRIPT`]).
+    pub fn set_transcript(&self, transcript: &str) {
+        self.script.lock().unwrap().transcript = transcript.to_owned();
     }
 
     pub fn set_insight(&self, insight: Value) {
@@ -301,16 +308,17 @@ async fn transcription(State(script): Shared, body: Bytes) -> Response {
     if let Some(failure) = script.hit(Endpoint::Transcription) {
         return failure;
     }
+    let text = script.transcript.clone();
     let verbose = String::from_utf8_lossy(&body).contains("verbose_json");
     let answer = if verbose {
         json!({
-            "task": "transcribe", "language": "hindi", "duration": 42.5, "text": TRANSCRIPT,
-            "segments": [{ "id": 0, "seek": 0, "start": 0.0, "end": 6.2, "text": TRANSCRIPT, "tokens": [50364, 2425],
+            "task": "transcribe", "language": "hindi", "duration": 42.5, "text": text,
+            "segments": [{ "id": 0, "seek": 0, "start": 0.0, "end": 6.2, "text": text, "tokens": [50364, 2425],
                            "temperature": 0.0, "avg_logprob": -0.21, "compression_ratio": 1.4, "no_speech_prob": 0.01 }],
             "usage": { "type": "duration", "seconds": 43 }
         })
     } else {
-        json!({ "text": TRANSCRIPT, "usage": { "type": "tokens", "input_tokens": 300, "output_tokens": 60, "total_tokens": 360 } })
+        json!({ "text": text, "usage": { "type": "tokens", "input_tokens": 300, "output_tokens": 60, "total_tokens": 360 } })
     };
     ([("x-request-id", "req_transcribe")], axum::Json(answer)).into_response()
 }

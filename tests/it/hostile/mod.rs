@@ -5,6 +5,7 @@ mod api;
 mod crm_push;
 mod exotel_gate;
 mod overload;
+mod prompt_injection;
 mod recording_urls;
 mod retry_after;
 mod settings;
