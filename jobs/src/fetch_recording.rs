@@ -3,13 +3,16 @@
 //! checksum, and enqueue `transcribe` in the transaction that marks it stored.
 //! A stored recording is fetched again only when a reprocess asked for it
 //! (`redo_requested_at`); until the new download is stored, the old one stays.
+//! An expired link (Exotel's are pre-signed for 5-60 minutes) is replaced by a
+//! fresh one from the provider's call lookup (Call Details) and tried again,
+//! instead of the recording going dead.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 
-use crate::ports::{Provider, RecordingSource};
+use crate::ports::{PortError, Provider, RecordingSource};
 use crate::queue::{EnqueueOptions, Job, JobContext, JobError, RetryPolicy, enqueue, enqueue_with};
 use crate::transcribe::Transcribe;
 
@@ -109,8 +112,15 @@ impl Job for FetchRecording {
         if recording.status == "stored" && !recording.redo {
             return Ok(());
         }
-        let source = RecordingSource { provider: recording.provider, url: recording.source_url };
-        let downloaded = ctx.ports.recording_fetcher()?.download(&source).await?;
+        let source = RecordingSource { provider: recording.provider, url: recording.source_url.clone() };
+        let downloaded = match ctx.ports.recording_fetcher()?.download(&source).await {
+            Err(PortError::Expired { message }) => {
+                tracing::info!(call_sid = %recording.call_sid, %message, "recording link expired: asking for a fresh one");
+                let fresh = self.refresh_link(&ctx, &recording).await?;
+                ctx.ports.recording_fetcher()?.download(&fresh).await?
+            }
+            other => other?,
+        };
         let key = storage_key(recording.provider, &recording.call_sid, &recording.recording_sid, &downloaded.extension)
             .map_err(JobError::permanent)?;
         let bytes = i64::try_from(downloaded.bytes).unwrap_or(i64::MAX);
@@ -143,6 +153,24 @@ impl Job for FetchRecording {
         tx.commit().await?;
         tracing::info!(call_sid = %recording.call_sid, %key, bytes, "recording stored");
         Ok(())
+    }
+}
+
+impl FetchRecording {
+    /// A fresh link for an expired one, from the provider's call lookup
+    /// (Exotel Call Details), kept on the recording for the next try.
+    async fn refresh_link(&self, ctx: &JobContext, recording: &Pending) -> Result<RecordingSource, JobError> {
+        let details = ctx.ports.telephony()?.lookup_call(recording.provider, &recording.call_sid).await?;
+        let url = details
+            .recording_url
+            .filter(|fresh| *fresh != recording.source_url)
+            .ok_or_else(|| JobError::permanent("the recording link expired and the provider gives no fresh one"))?;
+        sqlx::query("UPDATE recordings SET source_url = $2 WHERE id = $1")
+            .bind(self.recording_id)
+            .bind(&url)
+            .execute(&ctx.pool)
+            .await?;
+        Ok(RecordingSource { provider: recording.provider, url })
     }
 }
 

@@ -28,6 +28,10 @@ pub enum PortError {
     /// it may repeat its effect, such as a second call.
     #[error("{message}")]
     OutcomeUnknown { message: String },
+    /// A link the provider handed out no longer works (an Exotel pre-signed
+    /// `RecordingUrl` past its validity): a fresh one is needed, not a retry.
+    #[error("{message}")]
+    Expired { message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]

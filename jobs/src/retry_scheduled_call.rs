@@ -167,7 +167,7 @@ impl RetryScheduledCall {
                 tracing::info!(scheduled_call = %self.scheduled_call_id, attempt = self.attempt, call_sid = placed.call_sid, "call placed");
                 Ok(())
             }
-            Err(PortError::Permanent { message }) => {
+            Err(PortError::Permanent { message } | PortError::Expired { message }) => {
                 let reserved: Option<Option<i64>> = sqlx::query_scalar(
                     "UPDATE scheduled_call_attempts SET outcome = 'rejected', outcome_at = $2, error = $3
                      WHERE id = $1 AND outcome IS NULL RETURNING agent_id",

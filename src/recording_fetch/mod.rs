@@ -213,6 +213,10 @@ fn rejected(provider: Provider, status: StatusCode, retry_after: Option<Duration
         Provider::Exotel => "EXOTEL_API_KEY and EXOTEL_API_TOKEN (and the recording URL's validity)",
     };
     match status.as_u16() {
+        // Exotel's links are pre-signed for 5-60 minutes; S3 refuses an expired one with 403.
+        403 if provider == Provider::Exotel => PortError::Expired {
+            message: format!("Exotel's recording link answered {status}: expired, or {credential}"),
+        },
         401 | 403 => PortError::Permanent {
             message: format!("{provider:?} answered {status} for the recording: check {credential}"),
         },

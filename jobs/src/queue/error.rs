@@ -66,7 +66,8 @@ impl From<PortError> for JobError {
         match error {
             PortError::Transient { message, retry_after: Some(after) } => JobError::retry_after(message, after),
             PortError::Transient { message, retry_after: None } => JobError::retry(message),
-            PortError::Permanent { message } => JobError::permanent(message),
+            // An expired link its caller could not refresh: retrying the same link cannot help.
+            PortError::Permanent { message } | PortError::Expired { message } => JobError::permanent(message),
             // Callers whose request is not idempotent handle this case themselves.
             PortError::OutcomeUnknown { message } => JobError::retry(message),
         }

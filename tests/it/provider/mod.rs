@@ -3,5 +3,6 @@
 //! expired recording links refreshed.
 
 mod callback_shapes;
+mod expired_links;
 pub(super) mod leg_outcomes;
 mod reconciliation;

@@ -2,13 +2,16 @@
 //! port: records every request; `To` numbers ending in 400 or 503 get those
 //! errors, in each provider's own error shape. A GET is answered with what
 //! the test put at that path and query ([`FakeProviders::serve`]: a call
-//! resource, Call Details), else 404.
+//! resource, Call Details), else 404. Recordings under `/recordings/` are
+//! served like Exotel's pre-signed S3 links: the ones the test put there,
+//! any other as expired (403).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde_json::{Value, json};
@@ -31,6 +34,7 @@ pub struct FakeProviders {
     pub base_url: String,
     received: Arc<Mutex<Vec<Received>>>,
     resources: Arc<Mutex<HashMap<String, Value>>>,
+    recordings: Arc<Mutex<HashMap<String, Vec<u8>>>>,
 }
 
 impl FakeProviders {
@@ -42,6 +46,7 @@ impl FakeProviders {
             .route("/2010-04-01/Accounts/{account}/Calls/{sid}", post(update_call).get(resource))
             .route("/v1/Accounts/{account}/Calls/connect.json", post(connect_call))
             .route("/v1/Accounts/{account}/Calls/{sid}", get(resource))
+            .route("/recordings/{file}", get(recording))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         fake
@@ -50,6 +55,11 @@ impl FakeProviders {
     /// Answers GETs of `path_and_query` (exactly as the client sends it) with `body`.
     pub fn serve(&self, path_and_query: &str, body: Value) {
         self.resources.lock().unwrap().insert(path_and_query.to_owned(), body);
+    }
+
+    /// Serves `/recordings/{file}` (any query) as `audio/mpeg`.
+    pub fn serve_recording(&self, file: &str, audio: Vec<u8>) {
+        self.recordings.lock().unwrap().insert(file.to_owned(), audio);
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -149,6 +159,23 @@ async fn resource(State(fake): State<FakeProviders>, uri: Uri, headers: HeaderMa
         Some(body) => (StatusCode::OK, Json(body.clone())),
         None => {
             (StatusCode::NOT_FOUND, Json(json!({"code": 20404, "message": "The requested resource was not found"})))
+        }
+    }
+}
+
+/// A recording link: the audio the test put there, else S3's answer to an expired pre-signed URL.
+async fn recording(
+    State(fake): State<FakeProviders>,
+    Path(file): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    fake.record(uri.to_string(), &headers, Vec::new());
+    match fake.recordings.lock().unwrap().get(&file) {
+        Some(audio) => ([(header::CONTENT_TYPE, "audio/mpeg")], audio.clone()).into_response(),
+        None => {
+            let expired = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>";
+            (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/xml")], expired).into_response()
         }
     }
 }
