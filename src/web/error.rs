@@ -119,10 +119,11 @@ impl IntoResponse for ApiError {
 }
 
 /// A JSON body that does not fit the expected shape is a 422 on `body`; one
-/// that is not JSON at all is a 400.
+/// that is not JSON at all is a 400; one over `BODY_LIMIT_BYTES` a 413.
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
         match rejection {
+            too_large if too_large.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(too_large.body_text()),
             axum::extract::rejection::JsonRejection::JsonDataError(e) => Self::validation("body", e.body_text()),
             other => Self::BadRequest(other.body_text()),
         }

@@ -107,7 +107,8 @@ pub struct ValidationError {
 }
 
 /// The refusals any operation may answer: 400 (the body is not JSON, or a
-/// path parameter is malformed), 401, 422 (naming the field) and 503 (the
+/// path parameter is malformed), 401, 413 (a body over `BODY_LIMIT_BYTES`),
+/// 422 (naming the field) and 503 (the
 /// database is unreachable or the web is shedding load: retry later).
 pub struct Refusals;
 
@@ -116,6 +117,7 @@ impl utoipa::IntoResponses for Refusals {
         [
             ("400", "The body is not JSON, or a path parameter is malformed.", "ErrorBody"),
             ("401", "Missing or unknown bearer token.", "ErrorBody"),
+            ("413", "The body is larger than BODY_LIMIT_BYTES.", "ErrorBody"),
             ("422", "A field or parameter is invalid: `field` names it.", "ValidationError"),
             ("503", "The database is unreachable or the web is shedding load: retry later.", "ErrorBody"),
         ]

@@ -46,6 +46,9 @@ struct CreateRequest {
     retry: Option<RetrySettings>,
 }
 
+/// How far from now a call may be asked for: further is a typo or a probe (year 9999).
+const PREFERRED_TIME_REACH: chrono::TimeDelta = chrono::TimeDelta::days(5 * 365);
+
 impl CreateRequest {
     /// The call, and the name of its department when it was given by name.
     fn parse(self) -> Result<(NewScheduledCall, Option<String>), ApiError> {
@@ -84,6 +87,9 @@ impl CreateRequest {
             self.preferred_time.map(|raw| DateTime::parse_from_rfc3339(&raw).map(|t| t.to_utc())).transpose().map_err(
                 |_| ApiError::validation("preferred_time", "must be an RFC 3339 time, e.g. 2026-11-21T09:30:00+05:30"),
             )?;
+        if preferred_time.is_some_and(|at| (at - Utc::now()).abs() > PREFERRED_TIME_REACH) {
+            return Err(ApiError::validation("preferred_time", "must be within 5 years of now"));
+        }
         let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS.into());
         if !(1..=10).contains(&max_attempts) {
             return Err(ApiError::validation("max_attempts", "must be between 1 and 10"));

@@ -39,6 +39,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 }
 
 fn unparsable(rejection: JsonRejection) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return rejection.into();
+    }
     let message = rejection.body_text();
     let field = message
         .split_once("field `")

@@ -2,6 +2,7 @@
 //! having a bad day, can send, and what must hold when they do.
 
 mod api;
+mod api_bounds;
 mod crm_push;
 mod exotel_gate;
 mod overload;
