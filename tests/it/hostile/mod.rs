@@ -6,6 +6,7 @@ mod api_bounds;
 mod crm_push;
 mod exotel_gate;
 mod overload;
+mod parsers;
 mod prompt_injection;
 mod recording_urls;
 mod retry_after;
