@@ -76,7 +76,7 @@ fn verbose_json(script: &Script) -> Value {
 async fn chat(axum::Json(request): axum::Json<Value>) -> Response {
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
     let transcript = messages.iter().rev().find(|m| m["role"] == "user").and_then(|m| m["content"].as_str());
-    let Some(script) = transcript.and_then(scripts::by_transcript) else {
+    let Some(script) = transcript.and_then(scripts::by_transcript_message) else {
         return invalid_request("The simulator has no scripted answer for this transcript");
     };
     let content = script.insight().to_string();

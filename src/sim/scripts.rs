@@ -62,8 +62,9 @@ pub fn in_audio(bytes: &[u8]) -> Option<&'static Script> {
     by_id(std::str::from_utf8(&bytes[start..end]).ok()?)
 }
 
-pub fn by_transcript(text: &str) -> Option<&'static Script> {
-    CATALOGUE.iter().find(|s| s.transcript() == text)
+/// The script whose transcript `analyze` sends as `message` (delimited).
+pub fn by_transcript_message(message: &str) -> Option<&'static Script> {
+    CATALOGUE.iter().find(|s| switchboard_jobs::analyze::transcript_message(&s.transcript()) == message)
 }
 
 /// The `n`-th call's script: the catalogue in a fixed, mixed order.
@@ -316,7 +317,8 @@ mod tests {
     fn a_recording_names_its_script_and_transcripts_find_theirs() {
         for script in &CATALOGUE {
             assert_eq!(in_audio(&script.recording()).map(|s| s.id), Some(script.id));
-            assert_eq!(by_transcript(&script.transcript()).map(|s| s.id), Some(script.id));
+            let message = switchboard_jobs::analyze::transcript_message(&script.transcript());
+            assert_eq!(by_transcript_message(&message).map(|s| s.id), Some(script.id));
         }
         assert!(in_audio(b"no marker here").is_none());
     }
