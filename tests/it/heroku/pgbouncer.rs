@@ -2,9 +2,9 @@
 //! application queries through a real PgBouncer in transaction mode
 //! (`DATABASE_CONNECTION_POOL_URL`), the queue's pool and LISTEN on the direct
 //! `DATABASE_URL`. A PgBouncer that does not keep prepared statements apart
-//! (before 1.21, or `max_prepared_statements = 0`) is refused at start by
-//! every process that would use it; through one that does, signed Twilio
-//! calls become finished after-call chains.
+//! (Debian 12's 1.18, or 1.21+ with `max_prepared_statements = 0`) is refused
+//! at start by every process that would use it; through one that does (1.21+,
+//! `PGBOUNCER_BIN`), signed Twilio calls become finished after-call chains.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use switchboard::demo;
 use switchboard::sim::{self, Providers, Target};
 use switchboard_jobs::ports::Provider;
 
-use crate::support::pgbouncer::{PgBouncer, PreparedStatements};
+use crate::support::pgbouncer::{PgBouncer, PreparedStatements, Program};
 use crate::support::throwaway_pg::free_port;
 use crate::support::{binary, count, migrate, wait_until};
 
@@ -37,7 +37,7 @@ const LISTENING: &str = "SELECT count(*) FROM pg_stat_activity
 async fn calls_through_pgbouncer(pool: &PgPool, worker_env: &[(&str, &str)]) -> i64 {
     migrate(pool).await;
     demo::seed::company(pool).await.unwrap();
-    let bouncer = PgBouncer::start(pool, 4, PreparedStatements::Tracked).await;
+    let bouncer = PgBouncer::start(&Program::tracking(), pool, 4, PreparedStatements::Tracked).await;
     let openai = sim::serve(sim::openai::app()).await.unwrap();
     let port = free_port();
     let web_url = format!("http://127.0.0.1:{port}");
@@ -94,7 +94,6 @@ async fn calls_through_pgbouncer(pool: &PgPool, worker_env: &[(&str, &str)]) -> 
 }
 
 #[sqlx::test(migrations = false)]
-#[ignore = "needs PgBouncer 1.21 or later (Debian 12 has 1.18): cargo test -- --ignored heroku::pgbouncer"]
 async fn through_pgbouncer_tracking_prepared_statements_signed_calls_become_finished_chains(pool: PgPool) {
     let listening = calls_through_pgbouncer(&pool, &[]).await;
     assert_eq!(listening, 1, "the worker's one LISTEN connection, on the direct route");
@@ -103,26 +102,30 @@ async fn through_pgbouncer_tracking_prepared_statements_signed_calls_become_fini
 #[sqlx::test(migrations = false)]
 async fn a_pgbouncer_that_mixes_up_prepared_statements_is_refused_at_start_by_web_worker_and_jobs(pool: PgPool) {
     migrate(&pool).await;
-    // One server connection: what one client prepares, the next one finds there.
-    let bouncer = PgBouncer::start(&pool, 1, PreparedStatements::Untracked).await;
-    for args in [&["web"][..], &["worker"], &["jobs", "stats"]] {
-        let out = tokio::time::timeout(
-            Duration::from_secs(30),
-            binary::command(&pool, args)
-                .env("DATABASE_CONNECTION_POOL_URL", bouncer.url())
-                .env("PORT", free_port().to_string())
-                .output(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{args:?} exits instead of running"))
-        .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} must refuse: {stderr}");
-        // The connection got through (no startup parameter refused); the statements did not.
-        assert!(
-            stderr.contains("does not keep prepared statements apart") && stderr.contains("max_prepared_statements"),
-            "{args:?}: {stderr}\n{}",
-            bouncer.log()
-        );
+    // Debian 12's 1.18 cannot track prepared statements; a 1.21+ is run with
+    // tracking off (`max_prepared_statements = 0`, its default before 1.24).
+    for program in Program::installed() {
+        // One server connection: what one client prepares, the next one finds there.
+        let bouncer = PgBouncer::start(&program, &pool, 1, PreparedStatements::Untracked).await;
+        for args in [&["web"][..], &["worker"], &["jobs", "stats"]] {
+            let out = tokio::time::timeout(
+                Duration::from_secs(30),
+                binary::command(&pool, args)
+                    .env("DATABASE_CONNECTION_POOL_URL", bouncer.url())
+                    .env("PORT", free_port().to_string())
+                    .output(),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{args:?} exits instead of running through {program:?}"))
+            .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} must refuse {program:?}: {stderr}");
+            // The connection got through (no startup parameter refused); the statements did not.
+            assert!(
+                stderr.contains("does not keep prepared statements apart") && stderr.contains("max_prepared_statements"),
+                "{args:?} through {program:?}: {stderr}\n{}",
+                bouncer.log()
+            );
+        }
     }
 }

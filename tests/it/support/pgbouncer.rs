@@ -1,9 +1,10 @@
-//! A PgBouncer of the test's own, in transaction mode as Heroku runs it
-//! (Debian's `pgbouncer`): a config in a temp dir, a free loopback port, in
-//! front of one database of the shared server. Nothing is relaxed for sqlx's
-//! sake (no `ignore_startup_parameters`); prepared statements are tracked or
-//! not as the test asks (tracking needs PgBouncer 1.21 or later; Debian 12
-//! has 1.18). Dropped, it is killed.
+//! A PgBouncer of the test's own, in transaction mode as Heroku runs it: a
+//! config in a temp dir, a free loopback port, in front of one database of the
+//! shared server. Nothing is relaxed for sqlx's sake (no
+//! `ignore_startup_parameters`); prepared statements are tracked or not as the
+//! test asks. Two binaries: Debian's on `PATH` (1.18 on Debian 12, which cannot
+//! track them) and `PGBOUNCER_BIN`, 1.21 or later (`tests/install-pgbouncer`
+//! builds one; `tests/run` sets it). Dropped, it is killed.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -24,6 +25,66 @@ pub enum PreparedStatements {
     Untracked,
 }
 
+/// A PgBouncer binary and the (major, minor) version it reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    pub path: PathBuf,
+    pub version: (u32, u32),
+}
+
+impl Program {
+    fn at(path: PathBuf) -> Self {
+        let out = Command::new(&path)
+            .arg("--version")
+            .output()
+            .unwrap_or_else(|e| panic!("{} --version runs (tests/run installs Debian's pgbouncer): {e}", path.display()));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let number = text.split_whitespace().nth(1).unwrap_or_else(|| panic!("pgbouncer --version said {text:?}"));
+        let mut parts = number.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
+        let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        Self { path, version }
+    }
+
+    /// `pgbouncer` on `PATH`, else where Debian installs it.
+    pub fn debian() -> Self {
+        let path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|dir| dir.join("pgbouncer"))
+            .find(|path| path.exists())
+            .unwrap_or_else(|| PathBuf::from("/usr/sbin/pgbouncer"));
+        Self::at(path)
+    }
+
+    /// `PGBOUNCER_BIN`, else the one on `PATH`; fails, saying how to get one,
+    /// when it is older than 1.21.
+    pub fn tracking() -> Self {
+        let program = std::env::var_os("PGBOUNCER_BIN").map_or_else(Self::debian, |path| Self::at(path.into()));
+        assert!(
+            program.tracks_prepared_statements(),
+            "this test needs PgBouncer 1.21 or later (max_prepared_statements); {} is {}.{} and PGBOUNCER_BIN is {}. \
+             tests/run builds one and sets it; by hand: PGBOUNCER_BIN=$(tests/install-pgbouncer) cargo test ...",
+            program.path.display(),
+            program.version.0,
+            program.version.1,
+            std::env::var("PGBOUNCER_BIN").map_or("unset".to_owned(), |path| format!("{path:?}")),
+        );
+        program
+    }
+
+    /// Every PgBouncer at hand: Debian's and, when set, `PGBOUNCER_BIN`.
+    pub fn installed() -> Vec<Self> {
+        let mut programs = vec![Self::debian()];
+        if let Some(path) = std::env::var_os("PGBOUNCER_BIN") {
+            programs.push(Self::at(path.into()));
+        }
+        programs.dedup();
+        programs
+    }
+
+    pub fn tracks_prepared_statements(&self) -> bool {
+        self.version >= (1, 21)
+    }
+}
+
 pub struct PgBouncer {
     pub port: u16,
     database: String,
@@ -32,10 +93,10 @@ pub struct PgBouncer {
 }
 
 impl PgBouncer {
-    /// Starts PgBouncer in front of the database `pool` connects to, with
+    /// Starts `program` in front of the database `pool` connects to, with
     /// `pool_size` server connections, and waits until it accepts clients.
-    pub async fn start(pool: &PgPool, pool_size: u32, prepared: PreparedStatements) -> Self {
-        let tracking = match (prepared, version() >= (1, 21)) {
+    pub async fn start(program: &Program, pool: &PgPool, pool_size: u32, prepared: PreparedStatements) -> Self {
+        let tracking = match (prepared, program.tracks_prepared_statements()) {
             (PreparedStatements::Tracked, true) => "max_prepared_statements = 100\n",
             (PreparedStatements::Tracked, false) => {
                 panic!("tracking prepared statements needs PgBouncer 1.21 or later")
@@ -72,7 +133,7 @@ impl PgBouncer {
         );
         std::fs::write(dir.path().join("pgbouncer.ini"), ini).unwrap();
         std::fs::write(dir.path().join("userlist.txt"), "\"postgres\" \"\"\n").unwrap();
-        let mut command = Command::new(program());
+        let mut command = Command::new(&program.path);
         if running_as_root() {
             // PgBouncer refuses to run as root; `-u` drops to the server's user.
             command.args(["-u", "postgres"]);
@@ -83,7 +144,7 @@ impl PgBouncer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("pgbouncer runs (tests/run installs Debian's pgbouncer)");
+            .unwrap_or_else(|e| panic!("{} runs: {e}", program.path.display()));
         let bouncer = Self { port, database, dir, child };
         wait_until(Duration::from_secs(20), "pgbouncer to listen", || async {
             tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
@@ -108,21 +169,4 @@ impl Drop for PgBouncer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The installed PgBouncer's (major, minor) version.
-pub fn version() -> (u32, u32) {
-    let out = Command::new(program()).arg("--version").output().expect("pgbouncer --version runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let number = text.split_whitespace().nth(1).unwrap_or_else(|| panic!("pgbouncer --version said {text:?}"));
-    let mut parts = number.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
-}
-
-/// `pgbouncer` on `PATH`, else where Debian installs it.
-fn program() -> PathBuf {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join("pgbouncer"))
-        .find(|path| path.exists())
-        .unwrap_or_else(|| PathBuf::from("/usr/sbin/pgbouncer"))
 }
