@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool, Row};
 use tempfile::TempDir;
 
 use super::binary::database_url;
@@ -118,6 +118,7 @@ impl PgBouncer {
              listen_port = {port}\n\
              unix_socket_dir =\n\
              auth_type = trust\n\
+             admin_users = postgres\n\
              auth_file = {users}\n\
              pool_mode = transaction\n\
              default_pool_size = {pool_size}\n\
@@ -156,6 +157,16 @@ impl PgBouncer {
     /// The pooled URL, as Heroku's `DATABASE_CONNECTION_POOL_URL`.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{}", self.port, self.database)
+    }
+
+    /// The `application_name` of every client connected now (the admin
+    /// console's `SHOW CLIENTS`).
+    pub async fn client_applications(&self) -> Vec<String> {
+        let admin = format!("postgres://postgres@127.0.0.1:{}/pgbouncer", self.port);
+        let options = admin.parse::<sqlx::postgres::PgConnectOptions>().unwrap().extra_float_digits(None);
+        let mut console = sqlx::PgConnection::connect_with(&options).await.expect("pgbouncer's admin console");
+        let clients = sqlx::raw_sql("SHOW CLIENTS").fetch_all(&mut console).await.expect("SHOW CLIENTS");
+        clients.iter().map(|client| client.get("application_name")).collect()
     }
 
     /// PgBouncer's own log, for failure messages.
