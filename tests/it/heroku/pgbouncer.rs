@@ -126,7 +126,8 @@ async fn a_pgbouncer_that_mixes_up_prepared_statements_is_refused_at_start_by_we
             assert!(!out.status.success(), "{args:?} must refuse {program:?}: {stderr}");
             // The connection got through (no startup parameter refused); the statements did not.
             assert!(
-                stderr.contains("does not keep prepared statements apart") && stderr.contains("max_prepared_statements"),
+                stderr.contains("does not keep prepared statements apart")
+                    && stderr.contains("max_prepared_statements"),
                 "{args:?} through {program:?}: {stderr}\n{}",
                 bouncer.log()
             );

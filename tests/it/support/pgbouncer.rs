@@ -34,10 +34,9 @@ pub struct Program {
 
 impl Program {
     fn at(path: PathBuf) -> Self {
-        let out = Command::new(&path)
-            .arg("--version")
-            .output()
-            .unwrap_or_else(|e| panic!("{} --version runs (tests/run installs Debian's pgbouncer): {e}", path.display()));
+        let out = Command::new(&path).arg("--version").output().unwrap_or_else(|e| {
+            panic!("{} --version runs (tests/run installs Debian's pgbouncer): {e}", path.display())
+        });
         let text = String::from_utf8_lossy(&out.stdout);
         let number = text.split_whitespace().nth(1).unwrap_or_else(|| panic!("pgbouncer --version said {text:?}"));
         let mut parts = number.split('.').map(|n| n.parse::<u32>().unwrap_or(0));
