@@ -1,12 +1,13 @@
 //! What keeps one web process answering under overload and slow clients: a
-//! cap on requests in flight (beyond it a fast 503 with `Retry-After`, never a
-//! queue), a deadline on reading a request's body (408) and on the whole
+//! cap on requests in flight and one on open connections (beyond either a
+//! fast 503 with `Retry-After`, never a queue), a deadline on reading a request's body (408) and on the whole
 //! request (503), a short wait for a pooled connection on webhooks, and (in
 //! [`super::serve`]) a header read timeout and a shutdown deadline.
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `WEB_MAX_IN_FLIGHT` | 64 | requests handled at once; more are answered 503 at once (`GET /healthz` is never refused) |
+//! | `WEB_MAX_CONNECTIONS` | 256 | connections open at once; a request on any further one is answered 503 at once and the connection closed (`GET /healthz` is never refused) |
 //! | `WEB_HEADER_READ_TIMEOUT` | `5s` | a connection that has not sent a request's headers within this is closed |
 //! | `WEB_BODY_READ_TIMEOUT` | `5s` | a request whose body has not arrived within this is answered 408 |
 //! | `WEB_REQUEST_DEADLINE` | `10s` | a request not answered within this is answered 503 (Twilio gives up after 15 s) |
@@ -38,6 +39,7 @@ const RETRY_AFTER_SECS: u64 = 1;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_in_flight: usize,
+    pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub request_deadline: Duration,
@@ -49,6 +51,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_in_flight: 64,
+            max_connections: 256,
             header_read_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(5),
             request_deadline: Duration::from_secs(10),
@@ -62,6 +65,7 @@ impl Limits {
     pub fn from_env() -> anyhow::Result<Self> {
         let limits = Self {
             max_in_flight: parsed("WEB_MAX_IN_FLIGHT", 64)?,
+            max_connections: parsed("WEB_MAX_CONNECTIONS", 256)?,
             header_read_timeout: positive_duration("WEB_HEADER_READ_TIMEOUT", "5s")?,
             body_read_timeout: positive_duration("WEB_BODY_READ_TIMEOUT", "5s")?,
             request_deadline: positive_duration("WEB_REQUEST_DEADLINE", "10s")?,
@@ -69,6 +73,10 @@ impl Limits {
             shutdown_deadline: duration("WEB_SHUTDOWN_DEADLINE", "20s")?,
         };
         anyhow::ensure!(limits.max_in_flight > 0, "WEB_MAX_IN_FLIGHT must be at least 1");
+        anyhow::ensure!(
+            limits.max_connections >= limits.max_in_flight,
+            "WEB_MAX_CONNECTIONS must be at least WEB_MAX_IN_FLIGHT"
+        );
         anyhow::ensure!(
             limits.shutdown_deadline < Duration::from_secs(30),
             "WEB_SHUTDOWN_DEADLINE must be under 30s: Heroku kills the process 30 s after SIGTERM"
@@ -103,10 +111,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     let _permit = match gate.in_flight.clone().try_acquire_owned() {
         Ok(permit) => Some(permit),
         Err(_) if request.uri().path() == "/healthz" => None,
-        Err(_) => {
-            metrics::counter!("switchboard_http_requests_shed_total").increment(1);
-            return refusal(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight; retry shortly");
-        }
+        Err(_) => return shed(),
     };
     let too_slow = Arc::new(AtomicBool::new(false));
     let request = request.map(|body| {
@@ -125,6 +130,12 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         tracing::warn!(deadline = ?gate.limits.request_deadline, "request deadline passed: answered 503");
         refusal(StatusCode::SERVICE_UNAVAILABLE, "the request took too long; retry shortly")
     })
+}
+
+/// The answer to a request the web has no room for, counted.
+pub(super) fn shed() -> Response {
+    metrics::counter!("switchboard_http_requests_shed_total").increment(1);
+    refusal(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight; retry shortly")
 }
 
 fn refusal(status: StatusCode, message: &str) -> Response {

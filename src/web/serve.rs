@@ -1,11 +1,15 @@
 //! The accept loop: HTTP/1.1 over hyper with a header read timeout (a client
-//! that trickles its headers is cut off instead of holding a connection), the
-//! peer address for handlers (`ConnectInfo`), and a graceful stop with a
-//! deadline: after it, the process exits even with requests still in flight.
-//! axum's own `serve` has neither timeout.
+//! that trickles its headers is cut off instead of holding a connection), a
+//! cap on open connections (each holds buffers: under overload they, not the
+//! requests, are what grows the memory), the peer address for handlers
+//! (`ConnectInfo`), and a graceful stop with a deadline: after it, the process
+//! exits even with requests still in flight. axum's own `serve` has none of
+//! these.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,9 +19,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use super::limits::Limits;
+use super::limits::{self, Limits};
 
 /// How long to pause accepting after an accept error (out of file descriptors).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -33,6 +38,9 @@ pub async fn serve_with(
     tracing::info!(addr = %listener.local_addr()?, "web listening");
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let mut closing = http.clone();
+    closing.keep_alive(false);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
@@ -47,16 +55,29 @@ pub async fn serve_with(
             },
             () = &mut stop => break,
         };
-        let service = app.clone().map_request(move |mut request: axum::http::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            request.map(axum::body::Body::new)
+        // Over the cap, the connection still gets an answer (a 503, then
+        // closed): cheaper for both sides than a connection left waiting.
+        let room = connections.clone().try_acquire_owned().ok();
+        let full = room.is_none();
+        let app = app.clone();
+        let service = tower::service_fn(move |request: axum::http::Request<Incoming>| {
+            let app = app.clone();
+            async move {
+                let mut request = request.map(axum::body::Body::new);
+                if full && request.uri().path() != "/healthz" {
+                    return Ok::<_, Infallible>(limits::shed());
+                }
+                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                app.oneshot(request).await
+            }
         });
-        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
+        let builder = if full { &closing } else { &http };
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
+            drop(room);
         });
     }
     drop(listener);

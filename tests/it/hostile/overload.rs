@@ -23,6 +23,7 @@ const NEVER: Duration = Duration::from_secs(30);
 fn limits() -> Limits {
     Limits {
         max_in_flight: 64,
+        max_connections: 256,
         header_read_timeout: Duration::from_secs(60),
         body_read_timeout: Duration::from_secs(60),
         request_deadline: Duration::from_secs(60),
@@ -79,6 +80,33 @@ async fn a_full_web_answers_503_with_retry_after_at_once_and_healthz_still_answe
     assert_eq!(healthz.status(), 200);
     wait_until(NEVER, "room again once the held requests are gone", || async {
         app.client.get(&readyz).send().await.unwrap().status() == 200
+    })
+    .await;
+}
+
+/// What the server answers to `request` sent on a new connection, up to its close.
+async fn answer_on_a_new_connection(base_url: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(base_url.trim_start_matches("http://")).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_to_close(&mut stream).await
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_connection_beyond_the_cap_is_answered_503_and_closed_and_healthz_still_answers(pool: PgPool) {
+    migrate(&pool).await;
+    let app = serve(&pool, Limits { max_in_flight: 2, max_connections: 2, ..limits() }).await;
+    let address = app.base_url.trim_start_matches("http://");
+    let idle = [TcpStream::connect(address).await.unwrap(), TcpStream::connect(address).await.unwrap()];
+
+    let readyz = answer_on_a_new_connection(&app.base_url, "GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let healthz = answer_on_a_new_connection(&app.base_url, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    drop(idle);
+
+    assert!(readyz.starts_with("HTTP/1.1 503"), "{readyz}");
+    assert!(readyz.to_ascii_lowercase().contains("retry-after: 1\r\n"), "{readyz}");
+    assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
+    wait_until(NEVER, "room again once the idle connections are gone", || async {
+        app.client.get(format!("{}/readyz", app.base_url)).send().await.unwrap().status() == 200
     })
     .await;
 }
