@@ -72,7 +72,8 @@ pub async fn serve_with(
             }
         });
         let builder = if full { &closing } else { &http };
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
+        let connection =
+            graceful.watch(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
