@@ -64,8 +64,10 @@ pub struct Counts {
     pub cost_micro_usd: i64,
     /// Provider requests the web stored (retries and duplicates once).
     pub webhook_events: i64,
-    /// Job runs that failed and were retried with backoff (rate limits, a recording not ready).
+    /// Job runs that failed and were retried with backoff (a recording not ready, a 5xx).
     pub retried_runs: i64,
+    /// Job runs that met a rate limit and waited its `Retry-After` without spending an attempt.
+    pub throttled_runs: i64,
     /// Follow-up calls scheduled for hot leads, those that reached the customer, their attempts.
     pub follow_ups: i64,
     pub follow_ups_completed: i64,
@@ -110,6 +112,7 @@ const COUNTS: &str = "SELECT
     (SELECT coalesce(sum(cost_micro_usd), 0)::bigint FROM insights) AS cost_micro_usd,
     (SELECT count(*) FROM webhook_events) AS webhook_events,
     (SELECT count(*) FROM job_errors WHERE outcome = 'retry') AS retried_runs,
+    (SELECT count(*) FROM job_errors WHERE outcome = 'throttled') AS throttled_runs,
     (SELECT count(*) FROM scheduled_calls WHERE NOT context ? 'overflow_call_sid') AS follow_ups,
     (SELECT count(*) FROM scheduled_calls WHERE NOT context ? 'overflow_call_sid' AND status = 'completed')
         AS follow_ups_completed,
@@ -239,7 +242,11 @@ impl Summary {
             "  agent slots given back by reconciliation (final status lost, asked the provider's API): {}",
             c.reconciled_slots
         );
-        let _ = writeln!(out, "\nJobs retried after a failure: {} (rate limits; see job_errors)", c.retried_runs);
+        let _ = writeln!(
+            out,
+            "\nJobs retried after a failure: {}; runs that waited out a rate limit (no attempt spent): {} (see job_errors)",
+            c.retried_runs, c.throttled_runs
+        );
         self.render_dead_jobs(&mut out, database_url);
         let _ = writeln!(out, "\nNext: the database stays populated. Serve the API on it and look around:");
         let _ = writeln!(
