@@ -1,17 +1,17 @@
 //! The backend apalis's worker pulls jobs of one kind from: it claims as many
-//! due jobs as the worker has free slots (never more, so nothing waits in its
-//! buffer), when woken by a NOTIFY, when the poll interval passes, or at once
-//! after a claim that filled every slot. A failed claim is retried with
-//! backoff; it never stops the worker. Stopping, it hands back what it
-//! claimed and did not start, without counting an attempt.
+//! due jobs as the worker has free slots, plus what it starts within about
+//! one claim's round trip (`pace`), when woken by a NOTIFY, when the poll
+//! interval passes, or at once after a claim that got all it asked for (then
+//! before its buffer runs dry). A failed claim is retried with backoff; it
+//! never stops the worker. Stopping, it hands back what it claimed and did
+//! not start, without counting an attempt.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apalis_core::backend::finalize::Ephemeral;
 use apalis_core::backend::{Backend, BackendConfig};
@@ -25,32 +25,16 @@ use futures::future::BoxFuture;
 use sqlx::PgPool;
 use tokio::sync::{Notify, futures::OwnedNotified};
 
-use super::claim::{self, Claim, Held};
+use super::claim::{self, Claim, Claimed, Held};
+use super::outcome::{self, Outbox, Outcome};
+use super::pace::{self, ClaimRoundTrip, Running};
 
-type Claimed = Vec<(Claim, Vec<u8>)>;
-
-/// How many jobs of this kind run now in the worker, shared with the job service.
-#[derive(Clone, Default)]
-pub(crate) struct Running(Arc<AtomicUsize>);
-
-impl Running {
-    /// Counts one running job until the guard is dropped.
-    pub fn start(&self) -> RunningGuard {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        RunningGuard(self.0.clone())
-    }
-
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-pub(crate) struct RunningGuard(Arc<AtomicUsize>);
-
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+/// A claim on its way: how many jobs it asked for, since when, and the outcomes it carries.
+struct InFlight {
+    asked: usize,
+    since: Instant,
+    carried: Vec<Outcome>,
+    claiming: BoxFuture<'static, Result<Claimed, sqlx::Error>>,
 }
 
 /// What one fetcher is built from.
@@ -63,13 +47,16 @@ pub(crate) struct FetcherSetup {
     pub poll_interval: Duration,
     pub running: Running,
     pub held: Held,
+    /// Outcomes waiting to be stored: each claim carries them.
+    pub outbox: Outbox,
     pub wakeup: Arc<Notify>,
 }
 
 pub(crate) struct Fetcher {
     setup: FetcherSetup,
     buffer: VecDeque<Task<Vec<u8>>>,
-    claiming: Option<(usize, BoxFuture<'static, Result<Claimed, sqlx::Error>>)>,
+    claiming: Option<InFlight>,
+    round_trip: ClaimRoundTrip,
     handing_back: Option<BoxFuture<'static, ()>>,
     /// Claim without waiting: at start, after a claim that filled every slot, after a failed claim's pause.
     claim_now: bool,
@@ -88,6 +75,7 @@ impl Fetcher {
             setup,
             buffer: VecDeque::new(),
             claiming: None,
+            round_trip: ClaimRoundTrip::default(),
             handing_back: None,
             claim_now: true,
             tick,
@@ -101,8 +89,19 @@ impl Fetcher {
         }
     }
 
-    fn free_slots(&self) -> usize {
-        self.setup.concurrency.saturating_sub(self.setup.running.count() + self.buffer.len())
+    /// Jobs this worker starts within one claim's round trip (see `pace`).
+    fn starts_per_round_trip(&self) -> usize {
+        pace::starts_per_round_trip(self.setup.concurrency, self.setup.running.recent_run(), &self.round_trip)
+    }
+
+    /// How many more jobs to claim: the free slots, and those started within
+    /// one round trip, with `max(concurrency, batch_size)` held in all. Jobs
+    /// buffered now but started before the claim returns (`spent`) do not count.
+    fn room(&self, spent: usize) -> usize {
+        let FetcherSetup { concurrency, batch_size, .. } = self.setup;
+        let ahead = self.starts_per_round_trip().min(batch_size.saturating_sub(concurrency));
+        let held = self.setup.running.count() + self.buffer.len().saturating_sub(spent);
+        (concurrency + ahead).saturating_sub(held)
     }
 
     /// True when a wakeup or the poll interval says to look for jobs.
@@ -115,15 +114,32 @@ impl Fetcher {
         woken || ticked
     }
 
-    fn start_claim(&mut self) {
-        let limit = self.setup.batch_size.min(self.free_slots()).max(1);
+    fn start_claim(&mut self, spent: usize) {
+        let asked = self.setup.batch_size.min(self.room(spent)).max(1);
         let (pool, kind, worker) = (self.setup.pool.clone(), self.setup.kind, self.setup.worker.clone());
-        let claiming = Box::pin(async move { claim::claim_due(&pool, kind, &worker, limit).await });
-        self.claiming = Some((limit, claiming));
+        let carried = self.setup.outbox.take();
+        let outcomes = carried.clone();
+        let claiming = Box::pin(async move { claim::claim_due(&pool, kind, &worker, asked, &outcomes).await });
+        self.claiming = Some(InFlight { asked, since: Instant::now(), carried, claiming });
     }
 
-    fn buffer_claimed(&mut self, claimed: Claimed) {
-        for (claim, payload) in claimed {
+    /// Starts the next claim before the buffer runs dry, when the buffer
+    /// will be spent within the claim's round trip and more jobs are likely
+    /// due (the last claim got all it asked for), so the worker does not
+    /// idle through the claim's commit. Called with the next task still in
+    /// the buffer.
+    fn claim_early(&mut self, cx: &mut Context<'_>) {
+        let spent = self.starts_per_round_trip();
+        if self.buffer.len() > spent || !self.claim_now || self.claiming.is_some() || self.pause.is_some() {
+            return;
+        }
+        self.claim_now = false;
+        self.start_claim(self.buffer.len());
+        let _ = self.poll_claiming(cx);
+    }
+
+    fn buffer_claimed(&mut self, jobs: Vec<(Claim, Vec<u8>)>) {
+        for (claim, payload) in jobs {
             self.setup.held.insert(&claim);
             let task = TaskBuilder::new(payload).task_id(TaskId::from_string(claim.job_id.clone())).data(claim).build();
             self.buffer.push_back(task);
@@ -132,20 +148,22 @@ impl Fetcher {
 
     /// Drives an in-flight claim; `Ready` once there is none.
     fn poll_claiming(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some((asked, claiming)) = self.claiming.as_mut() else { return Poll::Ready(()) };
-        let asked = *asked;
-        let result = match claiming.as_mut().poll(cx) {
+        let Some(in_flight) = self.claiming.as_mut() else { return Poll::Ready(()) };
+        let result = match in_flight.claiming.as_mut().poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(result) => result,
         };
-        self.claiming = None;
+        let InFlight { asked, since, carried, .. } = self.claiming.take().expect("a claim in flight");
         match result {
-            Ok(claimed) => {
+            Ok(Claimed { jobs, stored }) => {
                 self.retry.reset();
-                self.claim_now = claimed.len() == asked;
-                self.buffer_claimed(claimed);
+                self.round_trip.record(since.elapsed());
+                outcome::settle(&self.setup.held, &carried, &stored);
+                self.claim_now = jobs.len() == asked;
+                self.buffer_claimed(jobs);
             }
             Err(error) => {
+                self.setup.outbox.put_back(carried);
                 let wait = self.retry.next_backoff().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(kind = self.setup.kind, %error, retry_in_ms = wait.as_millis() as u64, "could not claim jobs");
                 self.pause = Some(Box::pin(tokio::time::sleep(wait)));
@@ -165,8 +183,11 @@ impl Backend for Fetcher {
 
     fn poll_next(&mut self, cx: &mut Context<'_>, _: &WorkerContext) -> Poll<Option<Result<Self::Task, Self::Error>>> {
         loop {
-            if let Some(task) = self.buffer.pop_front() {
-                return Poll::Ready(Some(Ok(task)));
+            if !self.buffer.is_empty() {
+                self.claim_early(cx);
+                if let Some(task) = self.buffer.pop_front() {
+                    return Poll::Ready(Some(Ok(task)));
+                }
             }
             if self.claiming.is_some() {
                 if self.poll_claiming(cx).is_pending() {
@@ -185,7 +206,7 @@ impl Backend for Fetcher {
             if !due {
                 return Poll::Pending;
             }
-            self.start_claim();
+            self.start_claim(0);
         }
     }
 

@@ -16,6 +16,7 @@ mod job;
 mod liveness;
 mod names;
 mod outcome;
+mod pace;
 mod policy;
 pub mod prune;
 mod registry;

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use backoff::backoff::Backoff;
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{PgPool, Postgres};
 use tokio::sync::Notify;
 
 use super::claim::{Claim, Held};
@@ -81,8 +83,14 @@ pub(crate) struct Outcome {
     pub message: Option<String>,
 }
 
+/// How long an outcome waits for a claim to carry it before the storer
+/// stores it: a few claim round trips.
+const GROUPING_WINDOW: Duration = Duration::from_millis(10);
+
 /// The outcomes of a worker generation not yet stored, and a wakeup for the
-/// task that stores them.
+/// task that stores them. A claim starting meanwhile carries them in its own
+/// statement (one commit for both); what no claim carried within
+/// `GROUPING_WINDOW` the storer stores itself.
 #[derive(Clone, Default)]
 pub(crate) struct Outbox {
     pending: Arc<Mutex<Vec<Outcome>>>,
@@ -95,14 +103,22 @@ impl Outbox {
         self.ready.notify_one();
     }
 
-    fn take(&self) -> Vec<Outcome> {
+    /// Everything waiting, for the storer or for a claim to carry.
+    pub fn take(&self) -> Vec<Outcome> {
         std::mem::take(&mut *self.pending.lock().expect("outbox lock"))
     }
 
-    fn put_back(&self, mut outcomes: Vec<Outcome>) {
-        let mut pending = self.pending.lock().expect("outbox lock");
-        outcomes.append(&mut pending);
-        *pending = outcomes;
+    /// Outcomes a failed statement did not store, to be stored again.
+    pub fn put_back(&self, mut outcomes: Vec<Outcome>) {
+        if outcomes.is_empty() {
+            return;
+        }
+        {
+            let mut pending = self.pending.lock().expect("outbox lock");
+            outcomes.append(&mut pending);
+            *pending = outcomes;
+        }
+        self.ready.notify_one();
     }
 
     /// Stores outcomes as they come, until `stop` is notified and nothing is
@@ -121,15 +137,19 @@ impl Outbox {
                     _ = self.ready.notified() => {}
                     _ = stop.notified() => stopping = true,
                 }
+                // Give a claim starting meanwhile the chance to carry them.
+                if !stopping {
+                    tokio::select! {
+                        _ = tokio::time::sleep(GROUPING_WINDOW) => {}
+                        _ = stop.notified() => stopping = true,
+                    }
+                }
                 continue;
             }
             match store(&pool, &outcomes).await {
                 Ok(stored) => {
                     retry.reset();
-                    report(&outcomes, &stored);
-                    for outcome in &outcomes {
-                        held.release(&outcome.claim);
-                    }
+                    settle(&held, &outcomes, &stored);
                 }
                 Err(error) => {
                     let wait = retry.next_backoff().unwrap_or(Duration::from_secs(5));
@@ -152,23 +172,14 @@ fn write_retry() -> backoff::ExponentialBackoff {
     }
 }
 
-/// Stores every outcome whose claim still holds, in one statement, and
-/// returns the ids of those stored. An outcome whose claim was lost (the job
-/// was recovered from a worker taken for dead, and claimed anew) changes
-/// nothing: the newer claim decides.
-pub(crate) async fn store(pool: &PgPool, outcomes: &[Outcome]) -> Result<Vec<String>, sqlx::Error> {
-    let column = |f: fn(&Outcome) -> Option<String>| outcomes.iter().map(f).collect::<Vec<_>>();
-    let ids = column(|o| Some(o.claim.job_id.clone()));
-    let workers = column(|o| Some(o.claim.worker.to_string()));
-    let verdicts = column(|o| Some(o.verdict.name().to_owned()));
-    let messages = column(|o| o.message.clone());
-    let claimed_at: Vec<DateTime<Utc>> = outcomes.iter().map(|o| o.claim.claimed_at).collect();
-    let attempts: Vec<i32> = outcomes.iter().map(|o| o.claim.attempt).collect();
-    let delays: Vec<Option<f64>> = outcomes.iter().map(|o| o.verdict.delay()).collect();
-    let snoozes: Vec<Option<DateTime<Utc>>> =
-        outcomes.iter().map(|o| if let Verdict::Snoozed(at) = o.verdict { Some(at) } else { None }).collect();
-    sqlx::query_scalar(
-        "WITH outcome AS (
+/// The CTEs that store the outcomes bound as `$1`..`$8` (see
+/// [`OutcomeColumns::bind`]) whose claims still hold, and release those
+/// claims: `stored(id)` names the jobs stored. An outcome whose claim was
+/// lost (the job was recovered from a worker taken for dead, and claimed
+/// anew) changes nothing: the newer claim decides.
+macro_rules! store_outcomes {
+    () => {
+        "outcome AS (
             SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[],
                                  $6::float8[], $7::timestamptz[], $8::text[])
                 AS o(id, worker, claimed_at, attempt, verdict, delay_s, snooze_until, message)),
@@ -197,19 +208,75 @@ pub(crate) async fn store(pool: &PgPool, outcomes: &[Outcome]) -> Result<Vec<Str
          errors AS (
             INSERT INTO job_errors (job_id, attempt, outcome, message, worker)
             SELECT o.id, o.attempt, o.verdict, o.message, o.worker
-            FROM outcome o JOIN stored USING (id) WHERE o.verdict <> 'done')
-         SELECT id FROM stored",
-    )
-    .bind(&ids)
-    .bind(&workers)
-    .bind(&claimed_at)
-    .bind(&attempts)
-    .bind(&verdicts)
-    .bind(&delays)
-    .bind(&snoozes)
-    .bind(&messages)
-    .fetch_all(pool)
-    .await
+            FROM outcome o JOIN stored USING (id) WHERE o.verdict <> 'done')"
+    };
+}
+pub(crate) use store_outcomes;
+
+/// Outcomes as the arrays [`store_outcomes!`] reads.
+pub(crate) struct OutcomeColumns {
+    ids: Vec<String>,
+    workers: Vec<String>,
+    claimed_at: Vec<DateTime<Utc>>,
+    attempts: Vec<i32>,
+    verdicts: Vec<&'static str>,
+    delays: Vec<Option<f64>>,
+    snoozes: Vec<Option<DateTime<Utc>>>,
+    messages: Vec<Option<String>>,
+}
+
+impl OutcomeColumns {
+    pub fn new(outcomes: &[Outcome]) -> Self {
+        Self {
+            ids: outcomes.iter().map(|o| o.claim.job_id.clone()).collect(),
+            workers: outcomes.iter().map(|o| o.claim.worker.to_string()).collect(),
+            claimed_at: outcomes.iter().map(|o| o.claim.claimed_at).collect(),
+            attempts: outcomes.iter().map(|o| o.claim.attempt).collect(),
+            verdicts: outcomes.iter().map(|o| o.verdict.name()).collect(),
+            delays: outcomes.iter().map(|o| o.verdict.delay()).collect(),
+            snoozes: outcomes
+                .iter()
+                .map(|o| if let Verdict::Snoozed(at) = o.verdict { Some(at) } else { None })
+                .collect(),
+            messages: outcomes.iter().map(|o| o.message.clone()).collect(),
+        }
+    }
+
+    /// Binds them as `$1`..`$8`.
+    pub fn bind<'q, O>(
+        &'q self,
+        query: QueryAs<'q, Postgres, O, PgArguments>,
+    ) -> QueryAs<'q, Postgres, O, PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.workers)
+            .bind(&self.claimed_at)
+            .bind(&self.attempts)
+            .bind(&self.verdicts)
+            .bind(&self.delays)
+            .bind(&self.snoozes)
+            .bind(&self.messages)
+    }
+}
+
+/// Stores every outcome whose claim still holds, in one statement, and
+/// returns the ids of those stored (see [`store_outcomes!`]).
+pub(crate) async fn store(pool: &PgPool, outcomes: &[Outcome]) -> Result<Vec<String>, sqlx::Error> {
+    let columns = OutcomeColumns::new(outcomes);
+    let stored: Vec<(String,)> = columns
+        .bind(sqlx::query_as(concat!("WITH ", store_outcomes!(), " SELECT id FROM stored")))
+        .fetch_all(pool)
+        .await?;
+    Ok(stored.into_iter().map(|(id,)| id).collect())
+}
+
+/// After a statement stored `stored` of `outcomes`: logs them, and forgets
+/// their claims (stored, or lost to a newer claim).
+pub(crate) fn settle(held: &Held, outcomes: &[Outcome], stored: &[String]) {
+    report(outcomes, stored);
+    for outcome in outcomes {
+        held.release(&outcome.claim);
+    }
 }
 
 /// Logs each stored verdict, and each that was not stored because its claim was lost.

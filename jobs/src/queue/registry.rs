@@ -12,8 +12,9 @@ use sqlx::PgPool;
 
 use super::Job;
 use super::claim::Held;
-use super::fetcher::{Fetcher, FetcherSetup, Running};
+use super::fetcher::{Fetcher, FetcherSetup};
 use super::outcome::Outbox;
+use super::pace::Running;
 use super::service::JobService;
 use super::wakeup::Wakeups;
 use crate::ports::Ports;
@@ -134,6 +135,7 @@ fn register<J: Job>(monitor: Monitor, setup: &WorkerSetup) -> Monitor {
             poll_interval: setup.settings.poll_interval,
             running: running.clone(),
             held: setup.held.clone(),
+            outbox: setup.outbox.clone(),
             wakeup: setup.wakeups.of(J::KIND),
         });
         let service = JobService::<J>::new(setup.pool.clone(), setup.ports.clone(), setup.outbox.clone(), running);

@@ -14,8 +14,8 @@ use sqlx::PgPool;
 use tracing::Instrument;
 
 use super::claim::Claim;
-use super::fetcher::Running;
 use super::outcome::{self, Outbox, Outcome, Verdict};
+use super::pace::Running;
 use super::{Job, JobContext, JobError};
 use crate::ports::Ports;
 

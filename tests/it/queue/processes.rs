@@ -156,6 +156,32 @@ async fn sigterm_on_a_busy_worker_beside_an_idle_one_finishes_each_job_once(pool
 }
 
 #[sqlx::test(migrations = false)]
+async fn sigterm_on_a_worker_claiming_fast_jobs_ahead_runs_each_once_and_gives_its_buffer_back_unspent(pool: PgPool) {
+    setup(&pool).await;
+    // Runs of a few milliseconds: the worker claims ahead of its free slots.
+    enqueue_probes(&pool, 3_000, 0).await;
+    let url = binary::database_url(&pool);
+    let mut first = spawn_worker(&url, &pool, &[]);
+    wait_until(LIMIT, "300 probes to start", || async { started_runs(&pool).await >= 300 }).await;
+    assert_eq!(binary::send_signal(first.id().unwrap(), "TERM"), 0);
+    let status =
+        tokio::time::timeout(Duration::from_secs(30), first.wait()).await.expect("exits in the grace").unwrap();
+    assert!(status.success(), "exit status {status}");
+    let held = count(&pool, "SELECT count(*) FROM apalis.jobs WHERE lock_by IS NOT NULL").await;
+    assert_eq!(held, 0, "a stopped worker holds nothing");
+
+    let mut second = spawn_worker(&url, &pool, &[]);
+    wait_until(LIMIT, "all 3,000 probes done", || async { done(&pool, "queue-probe").await == 3_000 }).await;
+    second.start_kill().unwrap();
+    let runs = runs(&pool).await;
+    assert_eq!(runs.len(), 3_000);
+    assert!(runs.values().all(|r| r.len() == 1 && r[0].ended_at.is_some() && r[0].attempt == 1), "a job ran twice");
+    let attempts = count(&pool, "SELECT max(attempts)::bigint FROM apalis.jobs").await;
+    assert_eq!(attempts, 1, "a job given back unstarted spent an attempt");
+    assert_eq!(count(&pool, "SELECT count(*) FROM job_errors").await, 0);
+}
+
+#[sqlx::test(migrations = false)]
 async fn a_worker_killed_mid_job_has_its_jobs_run_once_more_after_the_orphan_timeout(pool: PgPool) {
     setup(&pool).await;
     enqueue_probes(&pool, 2, 3_000).await;
