@@ -8,6 +8,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use super::claim::{self, Claim};
+use super::next;
 use super::liveness::{self, Names};
 use super::outcome::{self, Outcome, Verdict};
 use crate::noop::Noop;
@@ -23,7 +24,7 @@ async fn world(pool: &PgPool) -> (Arc<str>, String) {
 }
 
 async fn claim_one(pool: &PgPool, worker: &Arc<str>) -> Claim {
-    let mut claimed = claim::claim_due(pool, "noop", worker, 1, &[]).await.unwrap().jobs;
+    let mut claimed = next::claim_due(pool, "noop", worker, 1, &[]).await.unwrap().jobs;
     assert_eq!(claimed.len(), 1, "one job to claim");
     claimed.remove(0).0
 }
@@ -88,7 +89,7 @@ async fn a_job_that_lost_its_worker_on_its_last_attempt_is_dead_and_never_claime
         .await
         .unwrap();
     assert_eq!(error, "worker lost while running it, 2 times");
-    assert!(claim::claim_due(&pool, "noop", &worker, 10, &[]).await.unwrap().jobs.is_empty());
+    assert!(next::claim_due(&pool, "noop", &worker, 10, &[]).await.unwrap().jobs.is_empty());
 }
 
 #[sqlx::test(migrations = false)]
@@ -120,14 +121,14 @@ async fn a_claim_carrying_a_stale_outcome_claims_the_job_anew_and_stores_nothing
     let stale = claim_one(&pool, &worker).await;
     assert_eq!(lose_worker(&pool).await, 1);
 
-    let claimed = claim::claim_due(&pool, "noop", &worker, 1, &[outcome(&stale, Verdict::Done)]).await.unwrap();
+    let claimed = next::claim_due(&pool, "noop", &worker, 1, &[outcome(&stale, Verdict::Done)]).await.unwrap();
     assert!(claimed.stored.is_empty(), "a stale outcome was stored");
     let [(newer, _)] = claimed.jobs.as_slice() else { panic!("one job claimed: {claimed:?}") };
     assert_eq!((newer.job_id.as_str(), newer.attempt), (id.as_str(), 2));
     assert_eq!(status(&pool, &id).await, ("Running".to_owned(), 2, Some(newer.claimed_at)));
 
-    let next = claim::claim_due(&pool, "noop", &worker, 1, &[outcome(newer, Verdict::Done)]).await.unwrap();
-    assert_eq!((next.stored, next.jobs.len()), (vec![id.clone()], 0));
+    let after = next::claim_due(&pool, "noop", &worker, 1, &[outcome(newer, Verdict::Done)]).await.unwrap();
+    assert_eq!((after.stored, after.jobs.len()), (vec![id.clone()], 0));
     assert_eq!(status(&pool, &id).await, ("Done".to_owned(), 2, None));
 }
 
@@ -139,7 +140,7 @@ async fn a_claim_stores_the_outcomes_it_carries_and_takes_the_next_jobs_in_one_s
     let failed =
         Outcome { message: Some("boom".to_owned()), ..outcome(&first, Verdict::Retry(Duration::from_secs(60))) };
 
-    let claimed = claim::claim_due(&pool, "noop", &worker, 10, &[failed]).await.unwrap();
+    let claimed = next::claim_due(&pool, "noop", &worker, 10, &[failed]).await.unwrap();
     assert_eq!(claimed.stored, vec![first_id.clone()]);
     let ids: Vec<&str> = claimed.jobs.iter().map(|(claim, _)| claim.job_id.as_str()).collect();
     assert_eq!(ids, [second_id.as_str()], "the released job is not due again before its backoff");

@@ -25,7 +25,8 @@ use futures::future::BoxFuture;
 use sqlx::PgPool;
 use tokio::sync::{Notify, futures::OwnedNotified};
 
-use super::claim::{self, Claim, Claimed, Held};
+use super::claim::{self, Claim, Held};
+use super::next::{self, Claimed};
 use super::outcome::{self, Outbox, Outcome};
 use super::pace::{self, ClaimRoundTrip, Running};
 
@@ -119,7 +120,7 @@ impl Fetcher {
         let (pool, kind, worker) = (self.setup.pool.clone(), self.setup.kind, self.setup.worker.clone());
         let carried = self.setup.outbox.take();
         let outcomes = carried.clone();
-        let claiming = Box::pin(async move { claim::claim_due(&pool, kind, &worker, asked, &outcomes).await });
+        let claiming = Box::pin(async move { next::claim_due(&pool, kind, &worker, asked, &outcomes).await });
         self.claiming = Some(InFlight { asked, since: Instant::now(), carried, claiming });
     }
 

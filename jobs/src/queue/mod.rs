@@ -1,8 +1,9 @@
 //! Our job queue on apalis and apalis-postgres's schema: enqueue inside the
-//! caller's transaction; claims fenced by a token and sized to free slots;
-//! liveness independent of apalis's poll loop; one statement per batch of
-//! outcomes (durable backoff, dead jobs, snooze, rate limits); prompt
-//! pickup; pruning; and the operator queries behind `switchboard jobs`.
+//! caller's transaction; claims fenced by a token and sized to free slots
+//! (one round trip ahead for fast jobs); liveness independent of apalis's
+//! poll loop; outcomes stored in batches by the next claim's statement
+//! (durable backoff, dead jobs, snooze, rate limits); prompt pickup;
+//! pruning; and the operator queries behind `switchboard jobs`.
 //! The design is in docs/queue.md.
 
 pub mod admin;
@@ -15,6 +16,7 @@ mod fetcher;
 mod job;
 mod liveness;
 mod names;
+mod next;
 mod outcome;
 mod pace;
 mod policy;

@@ -79,7 +79,8 @@ impl ClaimRoundTrip {
 /// round trip at its recent run times; none until a run and a claim were timed.
 pub(crate) fn starts_per_round_trip(concurrency: usize, run: Option<Duration>, claim: &ClaimRoundTrip) -> usize {
     let (Some(run), Some(claim)) = (run, claim.get()) else { return 0 };
-    (concurrency as f64 * claim.as_secs_f64() / run.as_secs_f64()) as usize
+    let starts = concurrency as u128 * claim.as_nanos() / run.as_nanos().max(1);
+    usize::try_from(starts).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

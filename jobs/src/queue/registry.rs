@@ -22,7 +22,8 @@ use crate::ports::Ports;
 /// Batch size and concurrency of one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
-    /// The most jobs claimed at once (never more than the free slots).
+    /// The most jobs claimed at once; beyond the free slots only for jobs
+    /// that start within a claim's round trip (`pace`).
     pub batch_size: usize,
     /// Jobs running at once in this process.
     pub concurrency: usize,
