@@ -8,8 +8,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use super::claim::{self, Claim};
-use super::next;
 use super::liveness::{self, Names};
+use super::next;
 use super::outcome::{self, Outcome, Verdict};
 use crate::noop::Noop;
 
