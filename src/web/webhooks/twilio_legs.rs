@@ -46,9 +46,7 @@ async fn dial(State(state): State<AppState>, uri: Uri, headers: HeaderMap, body:
     if store_event(&mut tx, &request.event("dial", sid, format!("dial:{sid}:{leg}"))).await?
         && let Some(attempt_id) = dial.attempt_id.as_deref()
     {
-        let call_id = customer_call(&mut tx, &request.fields, sid, attempt_id).await?;
-        let report = Report::AgentLeg(dial.dial_status.as_str());
-        handoffs::outbound_attempt_report(&mut tx, &AttemptReport { attempt_id, call_id, report }).await?;
+        settle_attempt(&mut tx, &request.fields, sid, attempt_id, Report::AgentLeg(dial.dial_status.as_str())).await?;
     }
     tx.commit().await?;
     Ok(twiml_response(twiml::EMPTY))
@@ -68,22 +66,22 @@ async fn machine_detection(
     if store_event(&mut tx, &request.event("amd", sid, format!("amd:{sid}"))).await?
         && let (AnsweredBy::Machine, Some(attempt_id)) = (detection.answered_by, detection.attempt_id.as_deref())
     {
-        let call_id = customer_call(&mut tx, &request.fields, sid, attempt_id).await?;
-        let report = Report::Machine;
-        handoffs::outbound_attempt_report(&mut tx, &AttemptReport { attempt_id, call_id, report }).await?;
+        settle_attempt(&mut tx, &request.fields, sid, attempt_id, Report::Machine).await?;
     }
     tx.commit().await?;
     Ok(twiml_response(twiml::EMPTY))
 }
 
-/// The customer's call row, created if no status callback created it yet (it
-/// then takes over the slot the attempt reserved, before the attempt settles).
-async fn customer_call(
+/// Settles the attempt with `report`, after making sure the customer's call
+/// has its row (created if no status callback created it yet: it then takes
+/// over the slot the attempt reserved, before the attempt settles).
+async fn settle_attempt(
     conn: &mut PgConnection,
     fields: &Fields,
     sid: &str,
     attempt_id: &str,
-) -> Result<i64, sqlx::Error> {
+    report: Report<'_>,
+) -> Result<(), sqlx::Error> {
     let (from, to) = (caller(fields, "From"), caller(fields, "To"));
     let seen = CallSeen {
         provider: Provider::Twilio,
@@ -94,5 +92,6 @@ async fn customer_call(
         status: CallStatus::InProgress,
         attempt_id: Some(attempt_id),
     };
-    calls::upsert(conn, &seen).await
+    let call_id = calls::upsert(conn, &seen).await?;
+    handoffs::outbound_attempt_report(conn, &AttemptReport { attempt_id, call_id, report }).await
 }
