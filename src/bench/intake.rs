@@ -6,10 +6,17 @@
 //! request every 1/rate s whatever the answers do), for latency below
 //! saturation; then, with `--overload`, at several times the best level's
 //! rate: how many requests the web shed (503), the p99 of those it accepted
-//! and its peak memory. Run it with
+//! and its peak memory.
+//!
+//! The open-loop levels send each webhook on a connection of its own (as
+//! webhooks from many senders arrive), written and read by hand: at ten times
+//! the web's best rate, a general HTTP client opening a connection per
+//! request cost the load generator more CPU than the web spent answering, and
+//! its own queueing showed up as the web's latency. Run it with
 //! the web's environment (`DATABASE_URL`, `TWILIO_*`, `PUBLIC_BASE_URL`)
 //! against a database meant for benchmarks: every request stores a new call.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +25,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use secrecy::ExposeSecret;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::config::{DatabaseConfig, TwilioConfig};
 use crate::providers::twilio::RequestValidator;
@@ -77,7 +86,7 @@ struct Level {
 pub async fn run(args: IntakeArgs) -> anyhow::Result<()> {
     let twilio = TwilioConfig::from_env()?.context("set TWILIO_AUTH_TOKEN (and the web's other TWILIO_* settings)")?;
     let database_url = DatabaseConfig::from_env()?.url.expose_secret().to_owned();
-    let sender = Arc::new(Sender::new(&args.url, &twilio, args.concurrency.iter().copied().max().unwrap_or(1))?);
+    let sender = Arc::new(Sender::new(&args.url, &twilio, args.concurrency.iter().copied().max().unwrap_or(1)).await?);
     let mut levels = Vec::new();
     for &concurrency in &args.concurrency {
         let (mut level, rss) = with_peak_rss(args.web_pid, closed_loop(&sender, concurrency, args.duration)).await;
@@ -117,24 +126,31 @@ async fn with_peak_rss<F: std::future::Future<Output = Level>>(pid: Option<u32>,
 struct Sender {
     client: reqwest::Client,
     target: String,
+    /// The web's address, for requests sent on connections of their own.
+    address: SocketAddr,
     signed_url: String,
     validator: RequestValidator,
     next_call: AtomicU64,
 }
 
 impl Sender {
-    fn new(url: &str, twilio: &TwilioConfig, connections: usize) -> anyhow::Result<Self> {
+    async fn new(url: &str, twilio: &TwilioConfig, connections: usize) -> anyhow::Result<Self> {
+        let parsed = url::Url::parse(url).with_context(|| format!("--url {url}"))?;
+        let host = parsed.host_str().context("--url has no host")?;
+        let port = parsed.port_or_known_default().context("--url has no port")?;
+        let address = tokio::net::lookup_host((host, port)).await?.next().context("--url does not resolve")?;
         Ok(Self {
             client: reqwest::Client::builder().pool_max_idle_per_host(connections).timeout(CLIENT_TIMEOUT).build()?,
             target: format!("{}/webhooks/twilio/status", url.trim_end_matches('/')),
+            address,
             signed_url: format!("{}/webhooks/twilio/status", twilio.public_base_url),
             validator: RequestValidator::new(twilio.auth_token.expose_secret()),
             next_call: AtomicU64::new(rand::random::<u32>() as u64 * 1_000_000),
         })
     }
 
-    /// One webhook, and what became of it.
-    async fn send(&self) -> Answer {
+    /// The next webhook: a call never seen before, signed.
+    fn next_webhook(&self) -> (String, String) {
         let sid = format!("CA{:032x}", self.next_call.fetch_add(1, Ordering::Relaxed));
         let params: Vec<(String, String)> =
             [("CallSid", sid.as_str()), ("CallStatus", "completed"), ("SequenceNumber", "0")]
@@ -142,12 +158,50 @@ impl Sender {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
         let signature = self.validator.signature(&self.signed_url, &params);
+        let body = params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+        (signature, body)
+    }
+
+    /// One webhook through the pooled client, and what became of it.
+    async fn send(&self) -> Answer {
+        let (signature, body) = self.next_webhook();
         let sent = Instant::now();
-        let response =
-            self.client.post(&self.target).header("X-Twilio-Signature", signature).form(&params).send().await;
+        let response = self
+            .client
+            .post(&self.target)
+            .header("X-Twilio-Signature", signature)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await;
         match response.map(|r| r.status()) {
             Ok(status) if status.is_success() => Answer::Accepted(sent.elapsed()),
             Ok(reqwest::StatusCode::SERVICE_UNAVAILABLE) => Answer::Shed,
+            _ => Answer::Failed,
+        }
+    }
+
+    /// One webhook on a connection of its own (`Connection: close`), timed
+    /// from before the connect to the end of the answer.
+    async fn send_alone(&self) -> Answer {
+        let (signature, body) = self.next_webhook();
+        let request = format!(
+            "POST /webhooks/twilio/status HTTP/1.1\r\nHost: {}\r\nX-Twilio-Signature: {signature}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.address,
+            body.len()
+        );
+        let sent = Instant::now();
+        let exchange = async {
+            let mut stream = TcpStream::connect(self.address).await?;
+            stream.write_all(request.as_bytes()).await?;
+            let mut answer = Vec::with_capacity(512);
+            stream.read_to_end(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        match tokio::time::timeout(CLIENT_TIMEOUT, exchange).await {
+            Ok(Ok(answer)) if answer.starts_with(b"HTTP/1.1 2") => Answer::Accepted(sent.elapsed()),
+            Ok(Ok(answer)) if answer.starts_with(b"HTTP/1.1 503") => Answer::Shed,
             _ => Answer::Failed,
         }
     }
@@ -179,7 +233,7 @@ async fn open_loop(sender: &Arc<Sender>, rate: f64, duration: Duration) -> Level
     while started.elapsed() < duration {
         tick.tick().await;
         let sender = sender.clone();
-        requests.spawn(async move { sender.send().await });
+        requests.spawn(async move { sender.send_alone().await });
     }
     let answers = requests.join_all().await;
     Level::of(format!("rate {rate:.0}/s"), answers, started.elapsed())

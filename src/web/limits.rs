@@ -6,7 +6,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `WEB_MAX_IN_FLIGHT` | 64 | requests handled at once; more are answered 503 at once (`GET /healthz` is never refused) |
+//! | `WEB_MAX_IN_FLIGHT` | 32 | requests handled at once; more are answered 503 at once (`GET /healthz` is never refused) |
 //! | `WEB_MAX_CONNECTIONS` | 256 | connections open at once; a request on any further one is answered 503 at once and the connection closed (`GET /healthz` is never refused) |
 //! | `WEB_HEADER_READ_TIMEOUT` | `5s` | a connection that has not sent a request's headers within this is closed |
 //! | `WEB_BODY_READ_TIMEOUT` | `5s` | a request whose body has not arrived within this is answered 408 |
@@ -50,7 +50,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_in_flight: 64,
+            max_in_flight: 32,
             max_connections: 256,
             header_read_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(5),
@@ -64,7 +64,7 @@ impl Default for Limits {
 impl Limits {
     pub fn from_env() -> anyhow::Result<Self> {
         let limits = Self {
-            max_in_flight: parsed("WEB_MAX_IN_FLIGHT", 64)?,
+            max_in_flight: parsed("WEB_MAX_IN_FLIGHT", 32)?,
             max_connections: parsed("WEB_MAX_CONNECTIONS", 256)?,
             header_read_timeout: positive_duration("WEB_HEADER_READ_TIMEOUT", "5s")?,
             body_read_timeout: positive_duration("WEB_BODY_READ_TIMEOUT", "5s")?,
@@ -134,8 +134,13 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
 
 /// The answer to a request the web has no room for, counted.
 pub(super) fn shed() -> Response {
-    metrics::counter!("switchboard_http_requests_shed_total").increment(1);
+    count_shed();
     refusal(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight; retry shortly")
+}
+
+/// Counts a request the web had no room for.
+pub(super) fn count_shed() {
+    metrics::counter!("switchboard_http_requests_shed_total").increment(1);
 }
 
 fn refusal(status: StatusCode, message: &str) -> Response {

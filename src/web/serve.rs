@@ -5,8 +5,15 @@
 //! (`ConnectInfo`), and a graceful stop with a deadline: after it, the process
 //! exits even with requests still in flight. axum's own `serve` has none of
 //! these.
+//!
+//! A connection over the cap is answered by the accept loop itself, without a
+//! task or hyper when its request has arrived: a 503 (or, for `GET /healthz`,
+//! the same answer as the route's) written straight to the socket, then
+//! closed. Under overload nearly every connection takes that path, so what
+//! it costs decides how much CPU is left for the requests the web did take,
+//! and whether the kernel's listen queue overflows (a dropped connection
+//! attempt costs its client a 1 s SYN retransmit).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +25,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
@@ -26,6 +33,27 @@ use super::limits::{self, Limits};
 
 /// How long to pause accepting after an accept error (out of file descriptors).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// The whole answer to a request on a connection over the cap.
+const OVER_CAP_ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 47\r\n\r\n\
+{\"error\":\"too many connections; retry shortly\"}";
+
+/// The request line of the one request answered even over the cap, and its
+/// answer (the same as `GET /healthz`'s: the process is up).
+const HEALTH_CHECK: &[u8] = b"GET /healthz ";
+const HEALTHY_ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\n\
+content-type: application/json\r\n\
+connection: close\r\n\
+content-length: 15\r\n\r\n\
+{\"status\":\"ok\"}";
+
+/// How much of a request over the cap is read (all of a webhook's, so that
+/// closing does not reset the connection under the answer).
+const REQUEST_READ: usize = 8 * 1024;
 
 /// Serves `app` on `listener` until `stop` resolves, then lets requests in
 /// flight finish for at most `limits.shutdown_deadline`.
@@ -38,8 +66,6 @@ pub async fn serve_with(
     tracing::info!(addr = %listener.local_addr()?, "web listening");
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    let mut closing = http.clone();
-    closing.keep_alive(false);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
@@ -55,25 +81,17 @@ pub async fn serve_with(
             },
             () = &mut stop => break,
         };
-        // Over the cap, the connection still gets an answer (a 503, then
-        // closed): cheaper for both sides than a connection left waiting.
-        let room = connections.clone().try_acquire_owned().ok();
-        let full = room.is_none();
+        let Ok(room) = connections.clone().try_acquire_owned() else {
+            refuse_over_cap(stream, limits.header_read_timeout);
+            continue;
+        };
         let app = app.clone();
         let service = tower::service_fn(move |request: axum::http::Request<Incoming>| {
-            let app = app.clone();
-            async move {
-                let mut request = request.map(axum::body::Body::new);
-                if full && request.uri().path() != "/healthz" {
-                    return Ok::<_, Infallible>(limits::shed());
-                }
-                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                app.oneshot(request).await
-            }
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            app.clone().oneshot(request)
         });
-        let builder = if full { &closing } else { &http };
-        let connection =
-            graceful.watch(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
@@ -91,4 +109,52 @@ pub async fn serve_with(
         ),
     }
     Ok(())
+}
+
+/// Answers a connection over the cap and closes it: in place when its
+/// request has arrived (the usual case: a client writes it right after
+/// connecting), else from a task that waits for it at most `read_timeout`.
+fn refuse_over_cap(stream: TcpStream, read_timeout: Duration) {
+    let mut request = [0u8; REQUEST_READ];
+    match stream.try_read(&mut request) {
+        Ok(read) => answer_over_cap(&stream, &request[..read]),
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+            tokio::spawn(async move {
+                if let Ok(Ok(())) = tokio::time::timeout(read_timeout, stream.readable()).await
+                    && let Ok(read) = stream.try_read(&mut request)
+                {
+                    answer_over_cap(&stream, &request[..read]);
+                }
+            });
+        }
+        Err(_) => {}
+    }
+}
+
+/// Writes the answer to `request` (what arrived of it) on a fresh socket,
+/// whose send buffer takes it whole.
+fn answer_over_cap(stream: &TcpStream, request: &[u8]) {
+    let answer = if request.starts_with(HEALTH_CHECK) {
+        HEALTHY_ANSWER
+    } else {
+        limits::count_shed();
+        OVER_CAP_ANSWER
+    };
+    let _ = stream.try_write(answer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answers_over_the_cap_declare_their_own_body_length() {
+        for answer in [OVER_CAP_ANSWER, HEALTHY_ANSWER] {
+            let text = std::str::from_utf8(answer).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            let declared = head.lines().find_map(|line| line.strip_prefix("content-length: ")).unwrap();
+            assert_eq!(declared.parse::<usize>().unwrap(), body.len(), "{text}");
+            serde_json::from_str::<serde_json::Value>(body).unwrap();
+        }
+    }
 }
