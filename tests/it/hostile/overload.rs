@@ -112,6 +112,35 @@ async fn a_connection_beyond_the_cap_is_answered_503_and_closed_and_healthz_stil
 }
 
 #[sqlx::test(migrations = false)]
+async fn over_the_cap_a_silent_connection_is_closed_after_the_header_timeout_and_a_webhook_gets_its_503_whole(
+    pool: PgPool,
+) {
+    migrate(&pool).await;
+    let limits =
+        Limits { max_in_flight: 1, max_connections: 1, header_read_timeout: Duration::from_millis(300), ..limits() };
+    let app = serve(&pool, limits).await;
+    let address = app.base_url.trim_start_matches("http://");
+    let _held = half_sent_request(&app.base_url).await;
+    let mut silent = TcpStream::connect(address).await.unwrap();
+
+    let webhook = answer_on_a_new_connection(
+        &app.base_url,
+        &format!(
+            "POST /webhooks/twilio/status HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: 4000\r\n\r\nCallSid={}",
+            "A".repeat(3992)
+        ),
+    )
+    .await;
+    let silent_answer = read_to_close(&mut silent).await;
+
+    assert!(webhook.starts_with("HTTP/1.1 503"), "{webhook}");
+    assert!(webhook.ends_with(r#"{"error":"too many connections; retry shortly"}"#), "{webhook}");
+    assert_eq!(silent_answer, "", "a connection that sent nothing is closed unanswered");
+    assert!(!stored_anything(&pool).await);
+}
+
+#[sqlx::test(migrations = false)]
 async fn a_body_that_stops_arriving_is_answered_408(pool: PgPool) {
     migrate(&pool).await;
     let app = serve(&pool, Limits { body_read_timeout: Duration::from_millis(200), ..limits() }).await;
