@@ -43,7 +43,7 @@ pub async fn enqueue_with<J: Job>(
         "WITH released AS (
             INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key)
             VALUES ($1, $2, $3, 'Pending', 0, $4, COALESCE($5, now()), 0, $6)
-            ON CONFLICT (job_type, idempotency_key) DO NOTHING
+            ON CONFLICT (job_type, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
             RETURNING id, job_type, run_at),
          due AS (SELECT job_type FROM released WHERE run_at <= clock_timestamp())",
         wake_kinds_in!("due"),
