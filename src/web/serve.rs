@@ -119,11 +119,14 @@ fn refuse_over_cap(stream: TcpStream, read_timeout: Duration) {
     match stream.try_read(&mut request) {
         Ok(read) => answer_over_cap(&stream, &request[..read]),
         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+            // The buffer is not held across the wait: an idle connection
+            // over the cap costs its socket and a small task, no more.
             tokio::spawn(async move {
-                if let Ok(Ok(())) = tokio::time::timeout(read_timeout, stream.readable()).await
-                    && let Ok(read) = stream.try_read(&mut request)
-                {
-                    answer_over_cap(&stream, &request[..read]);
+                if let Ok(Ok(())) = tokio::time::timeout(read_timeout, stream.readable()).await {
+                    let mut request = [0u8; REQUEST_READ];
+                    if let Ok(read) = stream.try_read(&mut request) {
+                        answer_over_cap(&stream, &request[..read]);
+                    }
                 }
             });
         }
