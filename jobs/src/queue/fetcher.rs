@@ -30,12 +30,12 @@ use super::next::{self, Claimed};
 use super::outcome::{self, Outbox, Outcome};
 use super::pace::{self, ClaimRoundTrip, Running};
 
-/// A claim on its way: how many jobs it asked for, since when, and the outcomes it carries.
+/// A claim on its way: how many jobs it asked for and since when. Its
+/// statement owns the outcomes it carries and gives them back with its result.
 struct InFlight {
     asked: usize,
     since: Instant,
-    carried: Vec<Outcome>,
-    claiming: BoxFuture<'static, Result<Claimed, sqlx::Error>>,
+    claiming: BoxFuture<'static, (Vec<Outcome>, Result<Claimed, sqlx::Error>)>,
 }
 
 /// What one fetcher is built from.
@@ -119,9 +119,11 @@ impl Fetcher {
         let asked = self.setup.batch_size.min(self.room(spent)).max(1);
         let (pool, kind, worker) = (self.setup.pool.clone(), self.setup.kind, self.setup.worker.clone());
         let carried = self.setup.outbox.take();
-        let outcomes = carried.clone();
-        let claiming = Box::pin(async move { next::claim_due(&pool, kind, &worker, asked, &outcomes).await });
-        self.claiming = Some(InFlight { asked, since: Instant::now(), carried, claiming });
+        let claiming = Box::pin(async move {
+            let result = next::claim_due(&pool, kind, &worker, asked, &carried).await;
+            (carried, result)
+        });
+        self.claiming = Some(InFlight { asked, since: Instant::now(), claiming });
     }
 
     /// Starts the next claim before the buffer runs dry, when the buffer
@@ -150,11 +152,11 @@ impl Fetcher {
     /// Drives an in-flight claim; `Ready` once there is none.
     fn poll_claiming(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(in_flight) = self.claiming.as_mut() else { return Poll::Ready(()) };
-        let result = match in_flight.claiming.as_mut().poll(cx) {
+        let (carried, result) = match in_flight.claiming.as_mut().poll(cx) {
             Poll::Pending => return Poll::Pending,
-            Poll::Ready(result) => result,
+            Poll::Ready(returned) => returned,
         };
-        let InFlight { asked, since, carried, .. } = self.claiming.take().expect("a claim in flight");
+        let InFlight { asked, since, .. } = self.claiming.take().expect("a claim in flight");
         match result {
             Ok(Claimed { jobs, stored }) => {
                 self.retry.reset();
