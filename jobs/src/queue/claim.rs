@@ -35,6 +35,31 @@ pub(crate) struct Claim {
     pub throttled: Duration,
 }
 
+/// The condition that row `j` of `apalis.jobs` is still held by the claim in
+/// row `$claim` (columns `id`, `worker`, `claimed_at`): the claim's token.
+///
+/// `IS NOT DISTINCT FROM` (the same as `=` here: a claim always names its
+/// worker) keeps the planner off the partial `lock_by` index, whose
+/// estimate is often one row (the statistics of a table of finished jobs
+/// see no claimed row): from it, PostgreSQL joined every claimed row to
+/// every claim, 200 x 100 comparisons and 17-28 ms for a batch of 100
+/// outcomes with 1,000,000 finished rows, where looking each claim up by its
+/// id takes 1-4 ms.
+macro_rules! held_by {
+    ($claim:literal) => {
+        concat!(
+            "j.id = ",
+            $claim,
+            ".id AND j.lock_by IS NOT DISTINCT FROM ",
+            $claim,
+            ".worker AND j.lock_at = ",
+            $claim,
+            ".claimed_at"
+        )
+    };
+}
+pub(crate) use held_by;
+
 /// Gives back claims whose jobs never started (a stopping worker's
 /// buffer): pending again, due now, and the attempt not counted.
 pub(crate) async fn hand_back_unstarted(pool: &PgPool, claims: &[Claim]) -> Result<u64, sqlx::Error> {
@@ -48,7 +73,9 @@ pub(crate) async fn hand_back_unstarted(pool: &PgPool, claims: &[Claim]) -> Resu
         "WITH given AS (SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS g(id, worker, claimed_at)),
          released AS (
             UPDATE apalis.jobs j SET status = 'Pending', lock_by = NULL, lock_at = NULL, attempts = j.attempts - 1
-            FROM given g WHERE j.id = g.id AND j.lock_by = g.worker AND j.lock_at = g.claimed_at
+            FROM given g WHERE ",
+        held_by!("g"),
+        "
             RETURNING j.id, j.job_type)",
         notify_released!()
     ))

@@ -179,7 +179,8 @@ fn write_retry() -> backoff::ExponentialBackoff {
 /// anew) changes nothing: the newer claim decides.
 macro_rules! store_outcomes {
     () => {
-        "outcome AS (
+        concat!(
+            "outcome AS (
             SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[],
                                  $6::float8[], $7::timestamptz[], $8::text[])
                 AS o(id, worker, claimed_at, attempt, verdict, delay_s, snooze_until, message)),
@@ -203,12 +204,15 @@ macro_rules! store_outcomes {
                     ELSE j.metadata END,
                 lock_by = NULL, lock_at = NULL
             FROM outcome o
-            WHERE j.id = o.id AND j.lock_by = o.worker AND j.lock_at = o.claimed_at AND j.status = 'Running'
+            WHERE ",
+            $crate::queue::claim::held_by!("o"),
+            " AND j.status = 'Running'
             RETURNING j.id),
          errors AS (
             INSERT INTO job_errors (job_id, attempt, outcome, message, worker)
             SELECT o.id, o.attempt, o.verdict, o.message, o.worker
             FROM outcome o JOIN stored USING (id) WHERE o.verdict <> 'done')"
+        )
     };
 }
 pub(crate) use store_outcomes;
