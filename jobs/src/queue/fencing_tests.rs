@@ -1,6 +1,7 @@
 //! The claim token at the SQL level: outcomes and hand-backs of an older run
 //! of a job never touch a newer claim of it, even by the same worker, and a
-//! job that lost its worker on its last attempt goes dead.
+//! job that lost its worker on its last attempt goes dead; a batch of
+//! outcomes is matched to its claims by id, whatever the table's statistics.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use sqlx::PgPool;
 use super::claim::{self, Claim};
 use super::liveness::{self, Names};
 use super::next;
-use super::outcome::{self, Outcome, Verdict};
+use super::outcome::{self, Outcome, Verdict, store_outcomes};
 use crate::noop::Noop;
 
 const WORKER: &str = "host-1-abc:noop";
@@ -151,4 +152,75 @@ async fn a_claim_stores_the_outcomes_it_carries_and_takes_the_next_jobs_in_one_s
         .await
         .unwrap();
     assert_eq!(errors, ["boom"]);
+}
+
+#[sqlx::test(migrations = false)]
+async fn outcomes_meet_only_their_own_claims_when_the_statistics_see_no_claimed_row(pool: PgPool) {
+    let (worker, _) = world(&pool).await;
+    // A table of finished jobs, analysed before any job was claimed: the
+    // statistics say no row has a `lock_by`.
+    sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, done_at)
+         SELECT upper(lpad(to_hex(n), 26, '0')), 'history', convert_to('null', 'UTF8'), 'Done', 1, 8, now(), 0, now()
+         FROM generate_series(1, 5000) n",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE apalis.jobs").execute(&pool).await.unwrap();
+    super::enqueue_many(&mut pool.acquire().await.unwrap(), &vec![Noop::default(); 49]).await.unwrap();
+    let claimed = next::claim_due(&pool, "noop", &worker, 50, &[]).await.unwrap().jobs;
+    assert_eq!(claimed.len(), 50);
+    let outcomes: Vec<Outcome> = claimed.iter().map(|(claim, _)| outcome(claim, Verdict::Done)).collect();
+
+    // On a connection of the queue's own pool, which plans generically, as
+    // the worker's statements are planned.
+    let mut conn = super::queue_pool(pool.connect_options().as_ref().clone()).acquire().await.unwrap();
+    sqlx::raw_sql(concat!(
+        "PREPARE store_batch (text[], text[], timestamptz[], int[], text[], float8[], timestamptz[], text[]) AS WITH ",
+        store_outcomes!(),
+        " SELECT id FROM stored"
+    ))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    // EXPLAIN EXECUTE takes no bound parameters: the batch goes as literals
+    // (ids, the worker's name and timestamps need no quoting).
+    let array = |items: Vec<String>| format!("'{{{}}}'", items.join(","));
+    let claims = || outcomes.iter().map(|o| &o.claim);
+    let nulls = || array(vec!["NULL".to_owned(); outcomes.len()]);
+    let explain = format!(
+        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE store_batch({}, {}, {}, {}, {}, {}, {}, {})",
+        array(claims().map(|c| c.job_id.clone()).collect()),
+        array(claims().map(|c| c.worker.to_string()).collect()),
+        array(claims().map(|c| format!("\"{}\"", c.claimed_at.to_rfc3339())).collect()),
+        array(claims().map(|c| c.attempt.to_string()).collect()),
+        array(vec!["done".to_owned(); outcomes.len()]),
+        nulls(),
+        nulls(),
+        nulls(),
+    );
+    let (plan,): (serde_json::Value,) =
+        sqlx::query_as(sqlx::AssertSqlSafe(explain)).fetch_one(&mut *conn).await.unwrap();
+    assert_eq!(rows_removed_by_join_filters(&plan), 0, "rows compared with claims not theirs: {plan}");
+    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = 'noop' AND status = 'Done'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(done, 50);
+}
+
+/// Every "Rows Removed by Join Filter" in an `EXPLAIN (ANALYZE, FORMAT JSON)`.
+fn rows_removed_by_join_filters(plan: &serde_json::Value) -> u64 {
+    match plan {
+        serde_json::Value::Object(node) => node
+            .iter()
+            .map(|(key, value)| match key.as_str() {
+                "Rows Removed by Join Filter" => value.as_u64().unwrap_or(0),
+                _ => rows_removed_by_join_filters(value),
+            })
+            .sum(),
+        serde_json::Value::Array(nodes) => nodes.iter().map(rows_removed_by_join_filters).sum(),
+        _ => 0,
+    }
 }

@@ -206,7 +206,7 @@ macro_rules! store_outcomes {
             FROM outcome o
             WHERE ",
             $crate::queue::claim::held_by!("o"),
-            " AND j.status = 'Running'
+            "
             RETURNING j.id),
          errors AS (
             INSERT INTO job_errors (job_id, attempt, outcome, message, worker)
