@@ -195,7 +195,7 @@ async fn outcomes_meet_only_their_own_claims_when_the_statistics_see_no_claimed_
         array(claims().map(|c| c.worker.to_string()).collect()),
         array(claims().map(|c| format!("\"{}\"", c.claimed_at.to_rfc3339())).collect()),
         array(claims().map(|c| c.attempt.to_string()).collect()),
-        array(vec!["done".to_owned(); outcomes.len()]),
+        array(outcomes.iter().map(|o| o.verdict.name().to_owned()).collect()),
         nulls(),
         nulls(),
         nulls(),
