@@ -14,7 +14,7 @@
 //! | `LOG_FORMAT` | `text` | `json` for one JSON object per line, `logfmt` for `key=value` pairs; text has colour only on a terminal |
 //! | `RUST_LOG` | `info` | tracing filter |
 //! | `WORKER_CONCURRENCY` | 10 | jobs running at once, per queue |
-//! | `WORKER_BATCH_SIZE` | 100 | most jobs claimed at once, per queue; beyond its free slots only for jobs that run within a claim's round trip (docs/queue.md) |
+//! | `WORKER_BATCH_SIZE` | 200 | most jobs claimed at once, per queue; beyond its free slots only for jobs that run within a claim's round trip (docs/queue.md) |
 //! | `QUEUE_<KIND>_CONCURRENCY`, `QUEUE_<KIND>_BATCH_SIZE` | - | per-queue overrides (`QUEUE_FETCH_RECORDING_CONCURRENCY`) |
 //! | `WORKER_POLL_INTERVAL` | `500ms` | how often idle workers look for scheduled and retried jobs |
 //! | `WORKER_HEARTBEAT` | `5s` | heartbeat; a worker silent for 3 beats is dead and its jobs run elsewhere |
@@ -169,8 +169,11 @@ impl WebConfig {
 
 /// The worker process's settings for `kinds` (per-queue overrides included).
 pub fn supervisor_from_env<'a>(kinds: impl Iterator<Item = &'a str>) -> anyhow::Result<SupervisorConfig> {
-    let defaults =
-        QueueLimits { concurrency: parsed("WORKER_CONCURRENCY", 10)?, batch_size: parsed("WORKER_BATCH_SIZE", 100)? };
+    let built_in = QueueSettings::default().defaults;
+    let defaults = QueueLimits {
+        concurrency: parsed("WORKER_CONCURRENCY", built_in.concurrency)?,
+        batch_size: parsed("WORKER_BATCH_SIZE", built_in.batch_size)?,
+    };
     let mut queues = QueueSettings {
         poll_interval: positive_duration("WORKER_POLL_INTERVAL", "500ms")?,
         heartbeat_interval: positive_duration("WORKER_HEARTBEAT", "5s")?,

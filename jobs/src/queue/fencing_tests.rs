@@ -1,6 +1,7 @@
 //! The claim token at the SQL level: outcomes and hand-backs of an older run
 //! of a job never touch a newer claim of it, even by the same worker, and a
-//! job that lost its worker on its last attempt goes dead; a batch of
+//! job that lost its worker on its last attempt goes dead; a claim whose
+//! worker row is gone is recovered; only ULIDs are job ids; a batch of
 //! outcomes is matched to its claims by id, whatever the table's statistics.
 
 use std::sync::Arc;
@@ -91,6 +92,29 @@ async fn a_job_that_lost_its_worker_on_its_last_attempt_is_dead_and_never_claime
         .unwrap();
     assert_eq!(error, "worker lost while running it, 2 times");
     assert!(next::claim_due(&pool, "noop", &worker, 10, &[]).await.unwrap().jobs.is_empty());
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_claim_whose_worker_row_is_gone_is_recovered_and_a_live_workers_is_not(pool: PgPool) {
+    let (worker, id) = world(&pool).await;
+    claim_one(&pool, &worker).await;
+    assert_eq!(liveness::recover_orphans(&pool, Duration::from_secs(15)).await.unwrap(), 0, "its worker is alive");
+
+    sqlx::query("DELETE FROM apalis.workers").execute(&pool).await.unwrap();
+    assert_eq!(liveness::recover_orphans(&pool, Duration::from_secs(15)).await.unwrap(), 1);
+    assert_eq!(status(&pool, &id).await, ("Pending".to_owned(), 1, None));
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_id_that_is_not_a_ulid_is_refused_at_the_insert(pool: PgPool) {
+    world(&pool).await;
+    let refused = sqlx::query("INSERT INTO apalis.jobs (job, id, job_type) VALUES ('{}', $1, 'noop')")
+        .bind("01ARZ3NDEKTSV4RRFFQ69G5FAu")
+        .execute(&pool)
+        .await
+        .expect_err("a lowercase letter is not Crockford base32");
+    let code = refused.as_database_error().and_then(|e| e.code()).map(|code| code.into_owned());
+    assert_eq!(code.as_deref(), Some("23514"), "a check violation: {refused}");
 }
 
 #[sqlx::test(migrations = false)]

@@ -21,8 +21,9 @@ pub(crate) struct Names {
     pub kinds: Vec<String>,
 }
 
-/// Registers the generation's workers (`apalis.workers`, which `lock_by`
-/// refers to) before any of them claims.
+/// Registers the generation's workers (`apalis.workers`, whose `last_seen`
+/// tells other workers that the jobs they hold are alive) before any of them
+/// claims.
 pub(crate) async fn register(pool: &PgPool, names: &Names) -> Result<(), sqlx::Error> {
     beat(pool, names).await
 }
@@ -74,15 +75,16 @@ pub(crate) async fn run(pool: PgPool, names: Names, held: Held, heartbeat: Durat
     }
 }
 
-/// Jobs claimed by workers silent for `dead_after` go back to pending, or
-/// dead when that run was their last attempt (the attempt was counted at the
-/// claim). Each recovery is kept in `job_errors` as `lost`.
+/// Jobs claimed by workers silent for `dead_after`, or by a worker with no
+/// row (`lock_by` has no foreign key), go back to pending, or dead when that
+/// run was their last attempt (the attempt was counted at the claim). Each
+/// recovery is kept in `job_errors` as `lost`.
 pub(crate) async fn recover_orphans(pool: &PgPool, dead_after: Duration) -> Result<u64, sqlx::Error> {
     let recovered: Vec<String> = sqlx::query_scalar(concat!(
         "WITH stale AS (
-            SELECT j.id, j.lock_by AS worker FROM apalis.jobs j JOIN apalis.workers w ON w.id = j.lock_by
+            SELECT j.id, j.lock_by AS worker FROM apalis.jobs j LEFT JOIN apalis.workers w ON w.id = j.lock_by
             WHERE j.lock_by IS NOT NULL AND j.status IN ('Queued', 'Running')
-              AND w.last_seen < now() - make_interval(secs => $1)
+              AND (w.id IS NULL OR w.last_seen < now() - make_interval(secs => $1))
             FOR UPDATE OF j SKIP LOCKED),
          lost AS (
             SELECT s.id, s.worker, 1 + (SELECT count(*) FROM job_errors e WHERE e.job_id = s.id AND e.outcome = 'lost') AS times

@@ -47,7 +47,7 @@ impl Default for QueueSettings {
             poll_interval: Duration::from_millis(500),
             heartbeat_interval: Duration::from_secs(5),
             missed_heartbeats: 3,
-            defaults: QueueLimits { batch_size: 100, concurrency: 10 },
+            defaults: QueueLimits { batch_size: 200, concurrency: 10 },
             per_kind: HashMap::new(),
         }
     }
