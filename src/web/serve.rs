@@ -135,7 +135,12 @@ fn refuse_over_cap(stream: TcpStream, read_timeout: Duration) {
 }
 
 /// Writes the answer to `request` (what arrived of it) on a fresh socket,
-/// whose send buffer takes it whole.
+/// whose send buffer takes it whole. When the read took everything that had
+/// arrived (it did not fill the buffer), `MSG_MORE` holds the answer back
+/// until the socket closes right after, so the answer and the FIN leave in
+/// one segment and the client acknowledges both at once: fewer packets per
+/// refused connection for the web's core. Otherwise closing resets the
+/// connection (unread data), and the answer must have left before.
 fn answer_over_cap(stream: &TcpStream, request: &[u8]) {
     let answer = if request.starts_with(HEALTH_CHECK) {
         HEALTHY_ANSWER
@@ -143,7 +148,8 @@ fn answer_over_cap(stream: &TcpStream, request: &[u8]) {
         limits::count_shed();
         OVER_CAP_ANSWER
     };
-    let _ = stream.try_write(answer);
+    let flags = if request.len() < REQUEST_READ { libc::MSG_MORE } else { 0 };
+    let _ = socket2::SockRef::from(stream).send_with_flags(answer, flags);
 }
 
 #[cfg(test)]
