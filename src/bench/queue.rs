@@ -67,6 +67,9 @@ struct Figures {
     process_per_s: Vec<(String, f64)>,
     pickup_p50_ms: f64,
     pickup_p95_ms: f64,
+    /// Handler starts beyond one per job, over every processing run: 0
+    /// unless a job ran twice.
+    extra_runs: u64,
     done_rows: i64,
     jobs: usize,
     concurrency: usize,
@@ -138,6 +141,7 @@ pub async fn run(pool: &PgPool, args: QueueBench) -> anyhow::Result<()> {
     clear(pool).await?;
     let mut process_per_s = Vec::new();
     let mut enqueue_bulk_per_s = 0.0;
+    let mut extra_runs = 0;
     for mode in args.sync_commit.modes() {
         eprintln!("enqueue, bulk ({} jobs)...", args.jobs);
         enqueue_bulk_per_s = enqueue_bulk(pool, args.jobs).await?;
@@ -153,6 +157,9 @@ pub async fn run(pool: &PgPool, args: QueueBench) -> anyhow::Result<()> {
         wait_until_all_done(pool).await?;
         process_per_s.push((mode.to_string(), args.jobs as f64 / started_at.elapsed().as_secs_f64()));
         worker.stop().await?;
+        while started.try_recv().is_ok() {
+            extra_runs += 1;
+        }
         clear(pool).await?;
     }
 
@@ -180,6 +187,7 @@ pub async fn run(pool: &PgPool, args: QueueBench) -> anyhow::Result<()> {
         process_per_s,
         pickup_p50_ms: percentile(&pickups, 0.50),
         pickup_p95_ms: percentile(&pickups, 0.95),
+        extra_runs,
         done_rows: args.done_rows,
         jobs: args.jobs,
         concurrency: limits.concurrency,
@@ -197,6 +205,7 @@ pub async fn run(pool: &PgPool, args: QueueBench) -> anyhow::Result<()> {
             "pickup latency p50 / p95              {:>7.1} / {:.1} ms",
             figures.pickup_p50_ms, figures.pickup_p95_ms
         );
+        println!("handler runs beyond one per job       {:>10}", figures.extra_runs);
     }
     Ok(())
 }
