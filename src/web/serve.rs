@@ -135,12 +135,12 @@ fn refuse_over_cap(stream: TcpStream, read_timeout: Duration) {
 }
 
 /// Writes the answer to `request` (what arrived of it) on a fresh socket,
-/// whose send buffer takes it whole. When the read took everything that had
-/// arrived (it did not fill the buffer), `MSG_MORE` holds the answer back
-/// until the socket closes right after, so the answer and the FIN leave in
-/// one segment and the client acknowledges both at once: fewer packets per
-/// refused connection for the web's core. Otherwise closing resets the
-/// connection (unread data), and the answer must have left before.
+/// whose send buffer takes it whole, and sends the FIN. `MSG_MORE` holds the
+/// answer back until the shutdown right after, so the answer and the FIN
+/// leave in one segment and the client acknowledges both at once: fewer
+/// packets per refused connection for the web's core. Both are on their way
+/// before the socket closes, so the rest of a request that arrives late (it
+/// resets the connection at the close) comes after the answer.
 fn answer_over_cap(stream: &TcpStream, request: &[u8]) {
     let answer = if request.starts_with(HEALTH_CHECK) {
         HEALTHY_ANSWER
@@ -148,8 +148,9 @@ fn answer_over_cap(stream: &TcpStream, request: &[u8]) {
         limits::count_shed();
         OVER_CAP_ANSWER
     };
-    let flags = if request.len() < REQUEST_READ { libc::MSG_MORE } else { 0 };
-    let _ = socket2::SockRef::from(stream).send_with_flags(answer, flags);
+    let socket = socket2::SockRef::from(stream);
+    let _ = socket.send_with_flags(answer, libc::MSG_MORE);
+    let _ = socket.shutdown(std::net::Shutdown::Write);
 }
 
 #[cfg(test)]

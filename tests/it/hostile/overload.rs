@@ -141,6 +141,28 @@ async fn over_the_cap_a_silent_connection_is_closed_after_the_header_timeout_and
 }
 
 #[sqlx::test(migrations = false)]
+async fn over_the_cap_a_request_larger_than_the_accept_loop_reads_still_gets_its_503(pool: PgPool) {
+    migrate(&pool).await;
+    let app = serve(&pool, Limits { max_in_flight: 1, max_connections: 1, ..limits() }).await;
+    let _held = half_sent_request(&app.base_url).await;
+
+    // 64 KiB: the loop reads 8 KiB, so the close resets the connection; the
+    // answer must have left before it. The write may meet that reset.
+    let body = format!("CallSid={}", "A".repeat(64 * 1024));
+    let request = format!(
+        "POST /webhooks/twilio/status HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(app.base_url.trim_start_matches("http://")).await.unwrap();
+    let _ = stream.write_all(request.as_bytes()).await;
+    let webhook = read_to_close(&mut stream).await;
+
+    assert!(webhook.starts_with("HTTP/1.1 503"), "{webhook}");
+    assert!(!stored_anything(&pool).await);
+}
+
+#[sqlx::test(migrations = false)]
 async fn a_body_that_stops_arriving_is_answered_408(pool: PgPool) {
     migrate(&pool).await;
     let app = serve(&pool, Limits { body_read_timeout: Duration::from_millis(200), ..limits() }).await;
