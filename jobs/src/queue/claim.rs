@@ -64,6 +64,19 @@ macro_rules! held_by {
 }
 pub(crate) use held_by;
 
+/// The hand-back of claims bound as `$1` (ids), `$2` (workers) and `$3`
+/// (claim times) whose claims still hold; returns the ids handed back.
+pub(super) const HAND_BACK: &str = concat!(
+    "WITH given AS (SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS g(id, worker, claimed_at)),
+     released AS (
+        UPDATE apalis.jobs j SET status = 'Pending', lock_by = NULL, lock_at = NULL, attempts = j.attempts - 1
+        FROM given g WHERE ",
+    held_by!("g"),
+    "
+        RETURNING j.id, j.job_type)",
+    notify_released!()
+);
+
 /// Gives back claims whose jobs never started (a stopping worker's
 /// buffer): pending again, due now, and the attempt not counted.
 pub(crate) async fn hand_back_unstarted(pool: &PgPool, claims: &[Claim]) -> Result<u64, sqlx::Error> {
@@ -73,21 +86,8 @@ pub(crate) async fn hand_back_unstarted(pool: &PgPool, claims: &[Claim]) -> Resu
     let ids: Vec<&str> = claims.iter().map(|c| c.job_id.as_str()).collect();
     let workers: Vec<&str> = claims.iter().map(|c| &*c.worker).collect();
     let claimed_at: Vec<DateTime<Utc>> = claims.iter().map(|c| c.claimed_at).collect();
-    let handed: Vec<String> = sqlx::query_scalar(concat!(
-        "WITH given AS (SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS g(id, worker, claimed_at)),
-         released AS (
-            UPDATE apalis.jobs j SET status = 'Pending', lock_by = NULL, lock_at = NULL, attempts = j.attempts - 1
-            FROM given g WHERE ",
-        held_by!("g"),
-        "
-            RETURNING j.id, j.job_type)",
-        notify_released!()
-    ))
-    .bind(&ids)
-    .bind(&workers)
-    .bind(&claimed_at)
-    .fetch_all(pool)
-    .await?;
+    let handed: Vec<String> =
+        sqlx::query_scalar(HAND_BACK).bind(&ids).bind(&workers).bind(&claimed_at).fetch_all(pool).await?;
     Ok(handed.len() as u64)
 }
 

@@ -2,11 +2,13 @@
 //! of a job never touch a newer claim of it, even by the same worker, and a
 //! job that lost its worker on its last attempt goes dead; a claim whose
 //! worker row is gone is recovered; only ULIDs are job ids; a batch of
-//! outcomes is matched to its claims by id, whatever the table's statistics.
+//! outcomes, or of hand-backs, is matched to its claims by id, whatever the
+//! table's statistics.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
 use sqlx::PgPool;
 
 use super::claim::{self, Claim};
@@ -178,73 +180,113 @@ async fn a_claim_stores_the_outcomes_it_carries_and_takes_the_next_jobs_in_one_s
     assert_eq!(errors, ["boom"]);
 }
 
-#[sqlx::test(migrations = false)]
-async fn outcomes_meet_only_their_own_claims_when_the_statistics_see_no_claimed_row(pool: PgPool) {
-    let (worker, _) = world(&pool).await;
-    // A table of finished jobs, analysed before any job was claimed: the
-    // statistics say no row has a `lock_by`.
+/// 50 claims of `worker` in a table of 5,000 finished jobs analysed before
+/// any job was claimed: the statistics say no row has a `lock_by`.
+async fn claims_among_finished_jobs(pool: &PgPool, worker: &Arc<str>) -> Vec<Claim> {
     sqlx::query(
         "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, done_at)
          SELECT upper(lpad(to_hex(n), 26, '0')), 'history', convert_to('null', 'UTF8'), 'Done', 1, 8, now(), 0, now()
          FROM generate_series(1, 5000) n",
     )
-    .execute(&pool)
+    .execute(pool)
     .await
     .unwrap();
-    sqlx::query("ANALYZE apalis.jobs").execute(&pool).await.unwrap();
+    sqlx::query("ANALYZE apalis.jobs").execute(pool).await.unwrap();
     super::enqueue_many(&mut pool.acquire().await.unwrap(), &vec![Noop::default(); 49]).await.unwrap();
-    let claimed = next::claim_due(&pool, "noop", &worker, 50, &[]).await.unwrap().jobs;
+    let claimed = next::claim_due(pool, "noop", worker, 50, &[]).await.unwrap().jobs;
     assert_eq!(claimed.len(), 50);
-    let outcomes: Vec<Outcome> = claimed.iter().map(|(claim, _)| outcome(claim, Verdict::Done)).collect();
+    claimed.into_iter().map(|(claim, _)| claim).collect()
+}
 
-    // On a connection of the queue's own pool, which plans generically, as
-    // the worker's statements are planned.
+/// `EXPLAIN (ANALYZE, FORMAT JSON)` of `statement` (parameters typed
+/// `types`) run with `arguments`, on a connection of the queue's own pool,
+/// which plans generically, as the worker's statements are planned.
+/// EXPLAIN EXECUTE takes no bound parameters: the arguments go as literals.
+async fn explain_on_the_queue_pool(pool: &PgPool, statement: &str, types: &str, arguments: &[String]) -> Value {
     let mut conn = super::queue_pool(pool.connect_options().as_ref().clone()).acquire().await.unwrap();
-    sqlx::raw_sql(concat!(
-        "PREPARE store_batch (text[], text[], timestamptz[], int[], text[], float8[], timestamptz[], text[]) AS WITH ",
-        store_outcomes!(),
-        " SELECT id FROM stored"
-    ))
-    .execute(&mut *conn)
-    .await
-    .unwrap();
-    // EXPLAIN EXECUTE takes no bound parameters: the batch goes as literals
-    // (ids, the worker's name and timestamps need no quoting).
-    let array = |items: Vec<String>| format!("'{{{}}}'", items.join(","));
-    let claims = || outcomes.iter().map(|o| &o.claim);
-    let nulls = || array(vec!["NULL".to_owned(); outcomes.len()]);
-    let explain = format!(
-        "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE store_batch({}, {}, {}, {}, {}, {}, {}, {})",
-        array(claims().map(|c| c.job_id.clone()).collect()),
-        array(claims().map(|c| c.worker.to_string()).collect()),
-        array(claims().map(|c| format!("\"{}\"", c.claimed_at.to_rfc3339())).collect()),
-        array(claims().map(|c| c.attempt.to_string()).collect()),
-        array(outcomes.iter().map(|o| o.verdict.name().to_owned()).collect()),
-        nulls(),
-        nulls(),
-        nulls(),
-    );
-    let (plan,): (serde_json::Value,) =
-        sqlx::query_as(sqlx::AssertSqlSafe(explain)).fetch_one(&mut *conn).await.unwrap();
-    assert_eq!(rows_removed_by_join_filters(&plan), 0, "rows compared with claims not theirs: {plan}");
-    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = 'noop' AND status = 'Done'")
-        .fetch_one(&pool)
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE explained ({types}) AS {statement}")))
+        .execute(&mut *conn)
         .await
         .unwrap();
-    assert_eq!(done, 50);
+    let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE explained({})", arguments.join(", "));
+    let (plan,): (Value,) = sqlx::query_as(sqlx::AssertSqlSafe(explain)).fetch_one(&mut *conn).await.unwrap();
+    plan
+}
+
+/// An array literal of `items` (ids, worker names, numbers and quoted
+/// timestamps: nothing that needs escaping).
+fn array(items: impl Iterator<Item = String>) -> String {
+    format!("'{{{}}}'", items.collect::<Vec<_>>().join(","))
+}
+
+/// The claims' ids, workers and claim times as array literals.
+fn claim_arrays<'a>(claims: impl Iterator<Item = &'a Claim> + Clone) -> Vec<String> {
+    vec![
+        array(claims.clone().map(|c| c.job_id.clone())),
+        array(claims.clone().map(|c| c.worker.to_string())),
+        array(claims.map(|c| format!("\"{}\"", c.claimed_at.to_rfc3339()))),
+    ]
+}
+
+async fn noop_jobs_in(pool: &PgPool, status: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE job_type = 'noop' AND status = $1")
+        .bind(status)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = false)]
+async fn outcomes_meet_only_their_own_claims_when_the_statistics_see_no_claimed_row(pool: PgPool) {
+    let (worker, _) = world(&pool).await;
+    let claims = claims_among_finished_jobs(&pool, &worker).await;
+    let outcomes: Vec<Outcome> = claims.iter().map(|claim| outcome(claim, Verdict::Done)).collect();
+
+    let nulls = || array(outcomes.iter().map(|_| "NULL".to_owned()));
+    let mut arguments = claim_arrays(claims.iter());
+    arguments.push(array(claims.iter().map(|c| c.attempt.to_string())));
+    arguments.push(array(outcomes.iter().map(|o| o.verdict.name().to_owned())));
+    arguments.extend([nulls(), nulls(), nulls()]);
+    let plan = explain_on_the_queue_pool(
+        &pool,
+        concat!("WITH ", store_outcomes!(), " SELECT id FROM stored"),
+        "text[], text[], timestamptz[], int[], text[], float8[], timestamptz[], text[]",
+        &arguments,
+    )
+    .await;
+
+    assert_eq!(rows_removed_by_join_filters(&plan), 0, "rows compared with claims not theirs: {plan}");
+    assert_eq!(noop_jobs_in(&pool, "Done").await, 50);
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_hand_back_meets_only_its_own_claims_when_the_statistics_see_no_claimed_row(pool: PgPool) {
+    let (worker, _) = world(&pool).await;
+    let claims = claims_among_finished_jobs(&pool, &worker).await;
+
+    let plan = explain_on_the_queue_pool(
+        &pool,
+        claim::HAND_BACK,
+        "text[], text[], timestamptz[]",
+        &claim_arrays(claims.iter()),
+    )
+    .await;
+
+    assert_eq!(rows_removed_by_join_filters(&plan), 0, "rows compared with claims not theirs: {plan}");
+    assert_eq!(noop_jobs_in(&pool, "Pending").await, 50);
 }
 
 /// Every "Rows Removed by Join Filter" in an `EXPLAIN (ANALYZE, FORMAT JSON)`.
-fn rows_removed_by_join_filters(plan: &serde_json::Value) -> u64 {
+fn rows_removed_by_join_filters(plan: &Value) -> u64 {
     match plan {
-        serde_json::Value::Object(node) => node
+        Value::Object(node) => node
             .iter()
             .map(|(key, value)| match key.as_str() {
                 "Rows Removed by Join Filter" => value.as_u64().unwrap_or(0),
                 _ => rows_removed_by_join_filters(value),
             })
             .sum(),
-        serde_json::Value::Array(nodes) => nodes.iter().map(rows_removed_by_join_filters).sum(),
+        Value::Array(nodes) => nodes.iter().map(rows_removed_by_join_filters).sum(),
         _ => 0,
     }
 }
