@@ -41,7 +41,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db::log_budget(&database, database.pool_size(WEB_POOL_SIZE), 0);
             db::refuse_plaintext(&database, &pool).await?;
             db::check_pooled_route(&database).await?;
-            let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.port)).await?;
+            let listener = web::bind(std::net::SocketAddr::from(([0, 0, 0, 0], config.port)))?;
             let recordings = std::sync::Arc::new(switchboard::storage::RecordingStorage::from_env().await?);
             let state = AppState::new(pool, config.api_tokens)
                 .with_recordings(recordings)

@@ -6,7 +6,10 @@
 //! request every 1/rate s whatever the answers do), for latency below
 //! saturation; then, with `--overload`, at several times the best level's
 //! rate: how many requests the web shed (503), the p99 of those it accepted
-//! and its peak memory.
+//! and its peak memory. Every level also reports the connection attempts the
+//! machine's listen queues dropped (each costs its client a 1 s SYN
+//! retransmit) and the load generator's own CPU: near a whole core, its own
+//! queueing is in the latencies.
 //!
 //! The open-loop levels send each webhook on a connection of its own (as
 //! webhooks from many senders arrive), written and read by hand: at ten times
@@ -80,6 +83,10 @@ struct Level {
     p50: Duration,
     p99: Duration,
     rss_kib: Option<u64>,
+    /// Connection attempts dropped by a full listen queue, whole machine.
+    listen_overflows: Option<u64>,
+    /// The generator's CPU time over the level's wall time (1.0: one core).
+    generator_cpu: Option<f64>,
     pgbench_tps: Option<f64>,
 }
 
@@ -89,8 +96,7 @@ pub async fn run(args: IntakeArgs) -> anyhow::Result<()> {
     let sender = Arc::new(Sender::new(&args.url, &twilio, args.concurrency.iter().copied().max().unwrap_or(1)).await?);
     let mut levels = Vec::new();
     for &concurrency in &args.concurrency {
-        let (mut level, rss) = with_peak_rss(args.web_pid, closed_loop(&sender, concurrency, args.duration)).await;
-        level.rss_kib = rss;
+        let mut level = measured(args.web_pid, closed_loop(&sender, concurrency, args.duration)).await;
         if !args.no_pgbench {
             level.pgbench_tps = Some(pgbench(&database_url, concurrency, args.duration).await?);
         }
@@ -99,27 +105,34 @@ pub async fn run(args: IntakeArgs) -> anyhow::Result<()> {
     let best = levels.iter().map(|l| l.per_second).fold(0.0, f64::max);
     let shares = (args.fixed_rate_share > 0.0).then_some(args.fixed_rate_share).into_iter().chain(args.overload);
     for share in shares.filter(|_| best > 0.0) {
-        let (mut level, rss) = with_peak_rss(args.web_pid, open_loop(&sender, best * share, args.duration)).await;
+        let mut level = measured(args.web_pid, open_loop(&sender, best * share, args.duration)).await;
         level.load = format!("{share}x best: {}", level.load);
-        level.rss_kib = rss;
         levels.push(level);
     }
     println!("{}", report(&levels));
     Ok(())
 }
 
-/// Runs `load` while sampling the web's resident memory every 100 ms; the peak.
-async fn with_peak_rss<F: std::future::Future<Output = Level>>(pid: Option<u32>, load: F) -> (Level, Option<u64>) {
-    let Some(pid) = pid else { return (load.await, None) };
+/// Runs `load` while sampling the web's resident memory every 100 ms (the
+/// peak), and counts the listen-queue drops and the generator's CPU over it.
+async fn measured<F: std::future::Future<Output = Level>>(pid: Option<u32>, load: F) -> Level {
+    let (overflows_before, cpu_before, started) = (listen_overflows(), own_cpu_time(), Instant::now());
     let mut load = std::pin::pin!(load);
-    let mut peak = resident_kib(pid);
+    let mut peak = pid.and_then(resident_kib);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    loop {
+    let mut level = loop {
         tokio::select! {
-            level = &mut load => return (level, peak.max(resident_kib(pid))),
-            _ = tick.tick() => peak = peak.max(resident_kib(pid)),
+            level = &mut load => break level,
+            _ = tick.tick() => peak = peak.max(pid.and_then(resident_kib)),
         }
-    }
+    };
+    level.rss_kib = peak.max(pid.and_then(resident_kib));
+    level.listen_overflows =
+        listen_overflows().zip(overflows_before).map(|(after, before)| after.saturating_sub(before));
+    level.generator_cpu = own_cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before).as_secs_f64() / started.elapsed().as_secs_f64());
+    level
 }
 
 /// Posts signed status webhooks, each for a call never seen before.
@@ -258,6 +271,8 @@ impl Level {
             p50: percentile(0.50).unwrap_or_default(),
             p99: percentile(0.99).unwrap_or_default(),
             rss_kib: None,
+            listen_overflows: None,
+            generator_cpu: None,
             pgbench_tps: None,
         }
     }
@@ -309,6 +324,26 @@ fn tempfile_path() -> anyhow::Result<std::path::PathBuf> {
     Ok(std::env::temp_dir().join(format!("switchboard-intake-{}.sql", std::process::id())))
 }
 
+/// Connection attempts the whole machine dropped so far because a listen
+/// queue was full (`ListenOverflows` in /proc/net/netstat, Linux).
+fn listen_overflows() -> Option<u64> {
+    let netstat = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut tcp_ext = netstat.lines().filter(|line| line.starts_with("TcpExt:"));
+    let (names, values) = (tcp_ext.next()?, tcp_ext.next()?);
+    let at = names.split_whitespace().position(|name| name == "ListenOverflows")?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
+/// CPU time used so far by this process's live threads (Linux schedstat, ns).
+fn own_cpu_time() -> Option<Duration> {
+    let mut nanos = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let schedstat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        nanos += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(nanos))
+}
+
 /// `VmRSS` of `pid`, in KiB (Linux).
 fn resident_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -328,6 +363,8 @@ fn report(levels: &[Level]) -> Table {
         "pgbench tps",
         "web/pgbench",
         "web peak RSS MiB",
+        "listen overflows (machine)",
+        "generator CPU %",
     ]);
     for level in levels {
         let ratio = level.pgbench_tps.map(|tps| format!("{:.0}%", 100.0 * level.per_second / tps));
@@ -342,6 +379,8 @@ fn report(levels: &[Level]) -> Table {
             level.pgbench_tps.map_or_else(|| "-".into(), |tps| format!("{tps:.0}")),
             ratio.unwrap_or_else(|| "-".into()),
             level.rss_kib.map_or_else(|| "-".into(), |kib| format!("{:.1}", kib as f64 / 1024.0)),
+            level.listen_overflows.map_or_else(|| "-".into(), |dropped| dropped.to_string()),
+            level.generator_cpu.map_or_else(|| "-".into(), |share| format!("{:.0}", share * 100.0)),
         ]);
     }
     table

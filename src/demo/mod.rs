@@ -90,7 +90,7 @@ pub async fn run_on(pool: &PgPool, options: &DemoOptions) -> anyhow::Result<Summ
     let recordings = Arc::new(RecordingStorage::Local(LocalDir::new(&options.recordings_dir)));
 
     let openai_url = sim::serve(sim::openai::app()).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = web::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let web_url = format!("http://{}", listener.local_addr()?);
     let target = Target {
         base_url: web_url.clone(),

@@ -38,7 +38,7 @@ use crate::config::WebhookConfig;
 
 pub use error::ApiError;
 pub(crate) use params::Params;
-pub use serve::serve_with;
+pub use serve::{bind, serve_with};
 
 /// What every handler can reach.
 #[derive(Clone)]

@@ -6,6 +6,11 @@
 //! exits even with requests still in flight. axum's own `serve` has none of
 //! these.
 //!
+//! The listener asks the kernel for the deepest accept queue it allows: a
+//! connection attempt that finds the queue full is dropped, and its client
+//! tries again only after a 1 s SYN retransmit, where a deeper queue costs a
+//! burst milliseconds.
+//!
 //! A connection over the cap is answered by the accept loop itself, without a
 //! task or hyper when its request has arrived: a 503 (or, for `GET /healthz`,
 //! the same answer as the route's) written straight to the socket, then
@@ -25,11 +30,18 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
 use super::limits::{self, Limits};
+
+/// The listen backlog asked for. The kernel caps it at `net.core.somaxconn`
+/// (4096 by default since Linux 5.4), so the queue is as deep as the machine
+/// allows; tokio's own `TcpListener::bind` asks for 1024, which a burst of
+/// new connections at ten times the web's best rate overflowed in most runs
+/// (docs/benchmarks.md).
+const LISTEN_BACKLOG: u32 = 65_535;
 
 /// How long to pause accepting after an accept error (out of file descriptors).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -54,6 +66,14 @@ content-length: 15\r\n\r\n\
 /// How much of a request over the cap is read (all of a webhook's, so that
 /// closing does not reset the connection under the answer).
 const REQUEST_READ: usize = 8 * 1024;
+
+/// A listener on `address` with the deepest accept queue the kernel allows.
+pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Serves `app` on `listener` until `stop` resolves, then lets requests in
 /// flight finish for at most `limits.shutdown_deadline`.

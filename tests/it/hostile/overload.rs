@@ -113,6 +113,49 @@ async fn a_connection_beyond_the_cap_is_answered_503_and_closed_and_healthz_stil
     .await;
 }
 
+/// More connections at once than tokio's default listen backlog (1024) holds.
+const BURST: usize = 1_500;
+/// On loopback a queued handshake completes in microseconds; a dropped one is
+/// retried by the client only after 1 s.
+const SOONER_THAN_A_SYN_RETRANSMIT: Duration = Duration::from_millis(500);
+
+#[sqlx::test(migrations = false)]
+async fn a_burst_of_connections_while_the_web_is_stalled_waits_in_the_accept_queue_instead_of_being_dropped(
+    pool: PgPool,
+) {
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap().trim().parse().unwrap();
+    assert!(somaxconn > BURST, "net.core.somaxconn is {somaxconn}: no listener here can queue {BURST} connections");
+    migrate(&pool).await;
+    let port = free_port();
+    let mut web = binary::command(&pool, &["web"]).env("PORT", port.to_string()).spawn().unwrap();
+    let (client, address) = (reqwest::Client::new(), format!("127.0.0.1:{port}"));
+    wait_until(NEVER, "the web to answer", || async {
+        client.get(format!("http://{address}/healthz")).send().await.is_ok()
+    })
+    .await;
+
+    let web_pid = web.id().unwrap();
+    assert_eq!(binary::send_signal(web_pid, "STOP"), 0);
+    let attempts = (0..BURST).map(|_| {
+        tokio::time::timeout(SOONER_THAN_A_SYN_RETRANSMIT, async {
+            let mut stream = TcpStream::connect(&address).await?;
+            stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await?;
+            Ok::<_, std::io::Error>(stream)
+        })
+    });
+    let attempts = futures::future::join_all(attempts).await;
+    assert_eq!(binary::send_signal(web_pid, "CONT"), 0);
+    let queued: Vec<TcpStream> = attempts.into_iter().filter_map(|attempt| attempt.ok()?.ok()).collect();
+    assert_eq!(queued.len(), BURST, "connection attempts dropped while the web was stalled");
+
+    let answers =
+        futures::future::join_all(queued.into_iter().map(|mut stream| async move { read_to_close(&mut stream).await }))
+            .await;
+    let unanswered: Vec<&String> = answers.iter().filter(|answer| !answer.starts_with("HTTP/1.1 200")).collect();
+    assert!(unanswered.is_empty(), "{} of {BURST} not answered 200, e.g. {:?}", unanswered.len(), unanswered.first());
+    web.kill().await.unwrap();
+}
+
 #[sqlx::test(migrations = false)]
 async fn over_the_cap_a_silent_connection_is_closed_after_the_header_timeout_and_a_webhook_gets_its_503_whole(
     pool: PgPool,
