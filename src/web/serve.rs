@@ -8,8 +8,8 @@
 //!
 //! The listener asks the kernel for the deepest accept queue it allows: a
 //! connection attempt that finds the queue full is dropped, and its client
-//! tries again only after a 1 s SYN retransmit, where a deeper queue costs a
-//! burst milliseconds.
+//! tries again only after a 1 s SYN retransmit, while in a deeper queue the
+//! same burst waits milliseconds.
 //!
 //! A connection over the cap is answered by the accept loop itself, without a
 //! task or hyper when its request has arrived: a 503 (or, for `GET /healthz`,

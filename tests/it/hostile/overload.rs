@@ -1,4 +1,5 @@
-//! Overload and slow clients: a full web sheds at once, slow headers and
+//! Overload and slow clients: a burst of connections to a stalled web waits
+//! in the accept queue, a full web sheds at once, slow headers and
 //! bodies are cut off, every request has a deadline, webhooks wait briefly for
 //! the pool, and the web stops within its own deadline even while the
 //! database is blackholed.
