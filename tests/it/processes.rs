@@ -7,8 +7,8 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::support::binary;
 use crate::support::throwaway_pg::free_port;
-use crate::support::{binary, wait_until};
 
 #[sqlx::test(migrations = false)]
 async fn two_migrations_at_once_both_succeed_and_apply_everything_once(pool: PgPool) {
@@ -41,12 +41,7 @@ async fn the_web_logs_json_lines_and_stops_cleanly_on_sigterm(pool: PgPool) {
         .spawn()
         .unwrap();
     let mut logs = BufReader::new(web.stderr.take().unwrap()).lines();
-    let client = reqwest::Client::new();
-    let healthz = format!("http://127.0.0.1:{port}/healthz");
-    wait_until(Duration::from_secs(20), "the web to answer /healthz", || async {
-        client.get(&healthz).send().await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    binary::web_answering(port).await;
 
     assert_eq!(binary::send_signal(web.id().unwrap(), "TERM"), 0);
     let status = tokio::time::timeout(Duration::from_secs(10), web.wait()).await.expect("stops promptly").unwrap();

@@ -3,13 +3,11 @@
 //! `X-Request-ID`, or a fresh id the response echoes when there was none;
 //! no ANSI colour codes.
 
-use std::time::Duration;
-
 use sqlx::PgPool;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::support::binary;
 use crate::support::throwaway_pg::free_port;
-use crate::support::{binary, wait_until};
 
 const ROUTER_ID: &str = "f0e9b0a4-6d5b-4c1e-9d3a-5c1b2a3d4e5f";
 
@@ -23,12 +21,8 @@ async fn every_line_of_a_request_carries_herokus_request_id(pool: PgPool) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = binary::web_answering(port).await;
     let client = reqwest::Client::new();
-    wait_until(Duration::from_secs(20), "the web to answer /healthz", || async {
-        client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200)
-    })
-    .await;
 
     // Not migrated: 503, logged as a warning.
     let routed = client.get(format!("{base}/readyz")).header("X-Request-ID", ROUTER_ID).send().await.unwrap();

@@ -129,11 +129,8 @@ async fn a_burst_of_connections_while_the_web_is_stalled_waits_in_the_accept_que
     migrate(&pool).await;
     let port = free_port();
     let mut web = binary::command(&pool, &["web"]).env("PORT", port.to_string()).spawn().unwrap();
-    let (client, address) = (reqwest::Client::new(), format!("127.0.0.1:{port}"));
-    wait_until(NEVER, "the web to answer", || async {
-        client.get(format!("http://{address}/healthz")).send().await.is_ok()
-    })
-    .await;
+    binary::web_answering(port).await;
+    let address = format!("127.0.0.1:{port}");
 
     let web_pid = web.id().unwrap();
     assert_eq!(binary::send_signal(web_pid, "STOP"), 0);
@@ -294,10 +291,8 @@ async fn the_web_exits_within_its_shutdown_deadline_with_the_database_blackholed
         .env("WEB_SHUTDOWN_DEADLINE", "2s")
         .spawn()
         .unwrap();
+    let base = binary::web_answering(port).await;
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until(NEVER, "the web to answer", || async { client.get(format!("{base}/healthz")).send().await.is_ok() })
-        .await;
     let connect = client
         .get(format!(
             "{base}/webhooks/exotel/{EXOTEL_SECRET}/connect?CallSid=f6cfaf9ef5ad11e4b9ea0ed8c0fd5a3d&CallFrom=09876543210&CallTo=08041234567"

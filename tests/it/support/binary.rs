@@ -31,6 +31,17 @@ pub async fn run(pool: &PgPool, args: &[&str]) -> Output {
     command(pool, args).output().await.expect("switchboard runs")
 }
 
+/// Waits until a web process on `port` answers `GET /healthz`; its base URL.
+pub async fn web_answering(port: u16) -> String {
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    super::wait_until(std::time::Duration::from_secs(30), "the web to answer /healthz", || async {
+        client.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    base
+}
+
 /// Sends a signal with the `kill` command (no libc dependency for one call);
 /// returns its exit code.
 pub fn send_signal(pid: u32, signal: &str) -> i32 {
